@@ -1,0 +1,51 @@
+# Thin wrapper over Meson so a newcomer types `make demo` or `make check`.
+# Build variants live in their own directories: build/ (release),
+# build-asan/ (ASan+UBSan, debug), build-fuzz/ (clang + libFuzzer).
+
+MESON ?= meson
+NINJA ?= ninja
+SHARED_DATA ?= $(abspath ../shared/data)
+FUZZ_SECONDS ?= 60
+
+.PHONY: all bootstrap build build-asan check demo bench fuzz clean
+
+all: build
+
+bootstrap:
+	@scripts/bootstrap
+
+build/build.ninja:
+	$(MESON) setup build --buildtype=release -Dshared_data=$(SHARED_DATA)
+
+build: build/build.ninja
+	$(NINJA) -C build
+
+build-asan/build.ninja:
+	$(MESON) setup build-asan --buildtype=debug -Db_sanitize=address,undefined \
+		-Db_lundef=false -Dshared_data=$(SHARED_DATA)
+
+build-asan: build-asan/build.ninja
+	$(NINJA) -C build-asan
+
+check: bootstrap
+	@$(MAKE) --no-print-directory build build-asan
+	@scripts/run-tests build build-asan
+
+demo: bootstrap
+	@$(MAKE) --no-print-directory build
+	@scripts/demo build
+
+bench: bootstrap
+	@$(MAKE) --no-print-directory build
+	@bench/meter/run build
+
+build-fuzz/build.ninja:
+	CC=clang $(MESON) setup build-fuzz --buildtype=debugoptimized -Dfuzz=true -Dtests=false \
+		-Db_sanitize=address,undefined -Db_lundef=false -Dshared_data=$(SHARED_DATA)
+
+fuzz: bootstrap build-fuzz/build.ninja
+	$(NINJA) -C build-fuzz
+	@scripts/run-fuzz build-fuzz $(FUZZ_SECONDS)
+
+clean:
+	rm -rf build build-asan build-fuzz

@@ -1,0 +1,23 @@
+/*
+ * Keyed hashing for tables whose keys come from the wire. SipHash-1-3
+ * (Aumasson & Bernstein) under a per-process random key: an attacker who
+ * chooses packet fields cannot predict bucket positions, so cannot flood
+ * one bucket. Never use an unkeyed hash on packet-derived keys.
+ */
+#ifndef MAMORI_HASH_H
+#define MAMORI_HASH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct mm_hash_key {
+	uint64_t k0, k1;
+};
+
+/* Fills key from the kernel's random source (getrandom); 0 or MM_EIO. */
+int mm_hash_key_random(struct mm_hash_key *key);
+
+/* SipHash-1-3 of len bytes; work is linear in len. */
+uint64_t mm_siphash13(const struct mm_hash_key *key, const void *data, size_t len);
+
+#endif

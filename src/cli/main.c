@@ -1,0 +1,46 @@
+/*
+ * mamori: one binary, git-style subcommands. This file only dispatches;
+ * each subcommand lives in cmd_<name>.c.
+ */
+#include "cli/cli.h"
+
+#include <string.h>
+
+static const struct cli_command commands[] = {
+	{ "meter", "meter flows from pcap/pcapng files or a live interface", cmd_meter },
+	{ "synth", "generate a deterministic synthetic capture", cmd_synth },
+};
+
+#define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+static void usage(FILE *fp)
+{
+	fprintf(fp, "usage: mamori [--version] [--help] COMMAND [ARGS...]\n\n"
+		    "mamori watches border traffic as flow metadata, under oversight.\n\n"
+		    "Commands:\n");
+	for (size_t i = 0; i < N_COMMANDS; i++)
+		fprintf(fp, "  %-10s %s\n", commands[i].name, commands[i].summary);
+	fprintf(fp, "\nRun 'mamori COMMAND --help' for a command's options.\n\n"
+		    "Exit status: 0 success; 1 usage error; 2 bad input data; 3 I/O or internal error.\n");
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return CLI_EXIT_USAGE;
+	}
+	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+		usage(stdout);
+		return CLI_EXIT_OK;
+	}
+	if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
+		printf("mamori %s\n", MAMORI_VERSION);
+		return CLI_EXIT_OK;
+	}
+	for (size_t i = 0; i < N_COMMANDS; i++)
+		if (strcmp(argv[1], commands[i].name) == 0)
+			return commands[i].run(argc - 1, argv + 1);
+	fprintf(stderr, "mamori: '%s' is not a mamori command. See 'mamori --help'.\n", argv[1]);
+	return CLI_EXIT_USAGE;
+}
