@@ -6,6 +6,7 @@
 #define MAMORI_PIPELINE_H
 
 #include "mamori/flow_output.h"
+#include "mamori/ingest.h"
 #include "mamori/meter.h"
 
 #include <stdbool.h>
@@ -20,6 +21,7 @@ struct mm_meter_job {
 	struct mm_meter_config meter;
 	enum mm_output_format format;
 	FILE *out;                  /* borrowed */
+	const char *ipfix_dest;     /* "[udp://|tcp://]HOST:PORT": also export IPFIX there; NULL: no */
 	FILE *stats_out;            /* counters at exit (stderr); NULL: none */
 	bool progress;              /* records/s and ETA on a terminal */
 };
@@ -33,5 +35,65 @@ int mm_pipeline_meter(const struct mm_meter_job *job);
 
 /* Asks a running job to finish cleanly; safe from a signal handler. */
 void mm_pipeline_stop(void);
+
+/* ---- collect: NetFlow/IPFIX from exporters, files or captures ---- */
+
+enum mm_collect_transport { MM_COLLECT_UDP, MM_COLLECT_TCP };
+
+/* One address to listen on. */
+struct mm_collect_listener {
+	enum mm_collect_transport transport;
+	bool any;            /* wildcard: IPv6 and IPv4 on every interface; addr unused */
+	struct mm_addr addr; /* when !any (IPv4 as mapped, see addr.h) */
+	uint16_t port;
+};
+
+#define MM_COLLECT_NETFLOW_PORT 2055
+#define MM_COLLECT_LISTENERS_MAX 32
+#define MM_COLLECT_WORKERS_MAX 64
+
+/*
+ * Parses "[udp:|tcp:][ADDR:]PORT", ADDR an IPv4 address or an IPv6 one in
+ * brackets ("tcp:[::1]:4739"). 0 or MM_EINVAL quoting the text.
+ */
+int mm_collect_listener_parse(struct mm_collect_listener *out, const char *text);
+
+/*
+ * Listeners, or replay from files: read_files hold one export message each
+ * (a UDP payload), pcap_files captured export packets. With files the job
+ * replays them in order, all on one decoder, and ends; without files it
+ * listens until mm_pipeline_collect_stop(), duration_ns or max_messages.
+ */
+struct mm_collect_job {
+	const struct mm_collect_listener *listeners;
+	size_t n_listeners;
+	const char *const *read_files;
+	size_t n_read_files;
+	const char *const *pcap_files;
+	size_t n_pcap_files;
+	const char *pcap_filter;        /* BPF for pcap_files; NULL: every UDP packet */
+	struct mm_addr read_exporter;   /* exporter that read_files come from */
+	uint16_t read_port;
+	struct mm_ingest_config ingest;
+	bool ipfix_json;                /* every data record as ipfix-json instead of flows */
+	enum mm_output_format format;
+	FILE *out;                      /* borrowed; NULL: no local output (forward only) */
+	const char *forward;            /* IPFIX destination (ipfix_export.h); NULL: none */
+	unsigned workers;               /* receive/decode threads, 1..MM_COLLECT_WORKERS_MAX */
+	uint64_t stats_interval_ns;     /* stats line this often; 0: at exit only */
+	FILE *stats_out;                /* stats lines; NULL: none */
+	uint64_t duration_ns;           /* stop listening after this long; 0: never */
+	uint64_t max_messages;          /* stop after this many messages; 0: never */
+};
+
+/*
+ * Runs the collect job. Returns 0, or a negative status with
+ * mm_last_error() set (a socket that cannot be bound, an unreadable file,
+ * a failed output). Malformed messages are counted, never fatal.
+ */
+int mm_pipeline_collect(const struct mm_collect_job *job);
+
+/* Asks a running collect job to finish cleanly; safe from a signal handler. */
+void mm_pipeline_collect_stop(void);
 
 #endif

@@ -34,7 +34,7 @@ const char *mm_strerror(int status);
  * site reads: return mm_fail(MM_EFORMAT, "pcap: %s: bad magic %08x", path, m);
  */
 int mm_fail(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-int mm_failv(int status, const char *fmt, va_list ap);
+int mm_failv(int status, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 
 /* The message of the last mm_fail() on this thread, or mm_strerror() of none. */
 const char *mm_last_error(void);

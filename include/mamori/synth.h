@@ -22,13 +22,16 @@ int mm_pcap_writer_write(struct mm_pcap_writer *w, uint64_t ts_ns, const uint8_t
 			 uint32_t cap_len, uint32_t wire_len);
 /* Flushes and closes; MM_EIO if any write failed. Frees w. */
 int mm_pcap_writer_close(struct mm_pcap_writer *w);
+/* Abandons the capture: removes the unfinished file, leaves path as it was. Frees w (NULL: no-op). */
+void mm_pcap_writer_discard(struct mm_pcap_writer *w);
 
 /* What one synthetic packet looks like. Unset fields default to zero. */
 struct mm_packet_spec {
 	struct mm_addr src, dst;      /* the family decides IPv4 or IPv6 */
-	uint16_t sport, dport;
+	uint16_t sport, dport;        /* ICMP/ICMPv6: echo identifier and sequence number */
 	uint8_t proto;                /* 6, 17, 1, 58, 132 or any other */
 	uint8_t tcp_flags;
+	uint32_t tcp_seq, tcp_ack;    /* sequence and acknowledgment numbers */
 	uint8_t icmp_type, icmp_code;
 	uint16_t vlan;                /* 0: untagged */
 	uint16_t payload_len;         /* bytes of zero payload after the L4 header */

@@ -33,5 +33,6 @@ int cli_fail(const char *command, int status);
 
 int cmd_meter(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
+int cmd_collect(int argc, char **argv);
 
 #endif

@@ -1,1 +1,523 @@
-/* placeholder: being written */
+/*
+ * `mamori meter`: parses its options into a struct mm_meter_job and runs
+ * mm_pipeline_meter(). It also owns what only a command can own: the
+ * output file (written under a temporary name and renamed into place),
+ * signal handling, and the choice of exit code.
+ */
+#include "cli/cli.h"
+
+#include "mamori/pipeline.h"
+#include "mamori/status.h"
+#include "mamori/timefmt.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define DEFAULT_SNAPLEN 262144
+#define MAX_SNAPLEN 262144
+
+static const char usage_text[] =
+	"NAME\n"
+	"    mamori meter - meter flows from packet captures or a live interface\n"
+	"\n"
+	"SYNOPSIS\n"
+	"    mamori meter [OPTIONS] FILE...\n"
+	"    mamori meter [OPTIONS] -i IFACE\n"
+	"\n"
+	"DESCRIPTION\n"
+	"    Reads pcap or pcapng files (in the order given, as one stream) or captures\n"
+	"    live from IFACE, decodes every packet down through VLAN, MPLS, PPPoE and\n"
+	"    tunnels (IP-in-IP, GRE, ERSPAN, VXLAN, Geneve, GTP-U, Teredo, AYIYA), and\n"
+	"    counts it in one bidirectional flow per IP layer. An inner flow names its\n"
+	"    tunnel flow as parent. A flow is written when it ends: idle or active\n"
+	"    timeout, TCP close, a full table, or the end of input. Only header values\n"
+	"    and counts are kept; no payload byte is stored or written.\n"
+	"\n"
+	"OPTIONS\n"
+	"    -i, --interface IFACE\n"
+	"        Capture live from IFACE instead of reading files (needs capture\n"
+	"        privileges). Stop with Ctrl-C: flows in the table are then written.\n"
+	"    -f, --filter BPF\n"
+	"        Meter only packets matching the tcpdump-syntax filter, for files as\n"
+	"        well as live captures. Default: every packet.\n"
+	"    -s, --snaplen N\n"
+	"        Bytes kept per live packet (1..262144). Default: 262144. Counts use the\n"
+	"        lengths in the IP headers, so a short snaplen does not change them.\n"
+	"    --format table|csv|ndjson|zeek\n"
+	"        Output format (see OUTPUT FORMATS). Default: table when the output is a\n"
+	"        terminal, ndjson otherwise (a pipe or an -o file).\n"
+	"    -o, --output FILE\n"
+	"        Write flows to FILE instead of standard output. FILE is written under\n"
+	"        a temporary name and renamed into place when the run succeeds, so\n"
+	"        readers never see a partial file and a failed run leaves FILE as it was.\n"
+	"    --compat zeek\n"
+	"        Zeek's semantics: its direction and ICMP rules, TCP 5 min and UDP/ICMP\n"
+	"        1 min inactivity timeouts, no active timeout. Counts then match Zeek's\n"
+	"        conn.log orig_pkts/orig_ip_bytes/resp_pkts/resp_ip_bytes.\n"
+	"    --idle-timeout PROTO=DURATION\n"
+	"        Inactivity timeout for PROTO: tcp, udp, icmp (ICMP and ICMPv6), other,\n"
+	"        or all. Repeatable. DURATION is a number with unit ns, us, ms, s, m, h, d\n"
+	"        or w (a bare number is seconds). Defaults: tcp 300s, udp 60s, icmp 60s,\n"
+	"        other 60s.\n"
+	"    --active-timeout DURATION\n"
+	"        Split flows that last longer than DURATION into several records (end\n"
+	"        reason 'active'); 0 never splits. Default: 1800s (never with --compat zeek).\n"
+	"    --max-flows N\n"
+	"        Flow table cap. At the cap the least recently active flows are written\n"
+	"        early (end reason 'resource', counted as early-exports). Default: 1000000.\n"
+	"    --max-encap N\n"
+	"        Tunnel nesting followed (1..8). Deeper layers are counted as the\n"
+	"        encap-depth anomaly. Default: 4.\n"
+	"    --sensor ID\n"
+	"        Sensor id (0..4294967295) stored in every record. Default: 0.\n"
+	"    --ipfix [udp://|tcp://]HOST:PORT\n"
+	"        Also export every flow as IPFIX (RFC 7011, biflows per RFC 5103) to a\n"
+	"        collector: UDP by default, TCP with tcp://; IPv6 hosts in brackets.\n"
+	"        Exported, dropped and failed records are counted (ipfix-records-*).\n"
+	"    -q, --quiet\n"
+	"        No counters and no progress on standard error.\n"
+	"    -h, --help\n"
+	"        Show this text and exit.\n"
+	"\n"
+	"OUTPUT FORMATS\n"
+	"    table   Aligned columns for people: start (ISO 8601, UTC), duration (s),\n"
+	"            protocol, originator -> responder (IPv6 in brackets; ICMP shows\n"
+	"            type and counterpart type or code as ports), packets and IP bytes\n"
+	"            from the originator (orig_) and from the responder (resp_), the\n"
+	"            union of TCP flags (CEUAPRSF), and the end reason.\n"
+	"    csv     RFC 4180, one header line naming every field of the flow record:\n"
+	"            uid, id, first/last (ISO 8601 and epoch ns), addresses, ports,\n"
+	"            protocol, counts each way, TCP flags, ICMP type/code, VLAN, next\n"
+	"            hop, AS numbers, interfaces, sampling rate, sensor, end reason,\n"
+	"            flags, tunnel parent ids, countries.\n"
+	"    ndjson  One JSON object per line with the same fields as csv; addresses as\n"
+	"            text, times as ISO 8601 strings and epoch ns, unknown values null.\n"
+	"    zeek    Zeek conn.log TSV with its #-header and #close trailer, readable by\n"
+	"            zeek-cut and Zeek tooling. uid is stable per flow and tunnel_parents\n"
+	"            names the uids of outer flows. Fields a flow meter cannot know\n"
+	"            (service, orig_bytes, resp_bytes, conn_state, local_orig, local_resp,\n"
+	"            history) are unset (-); missed_bytes is 0.\n"
+	"    Flows are written as they end, not sorted.\n"
+	"\n"
+	"COUNTERS\n"
+	"    At the end of a run, standard error gets one 'name value' line each:\n"
+	"    packets-read, bytes-read (wire bytes), packets-filtered (with -f),\n"
+	"    kernel-drops (live), capture-error.REASON (corrupt records; a corrupt\n"
+	"    record ends its file early and a warning names file and offset),\n"
+	"    packets-metered, not-ip (ARP, LLDP, ...), malformed.REASON (packets or\n"
+	"    layers the decoder refused, by reason), fragments and\n"
+	"    datagrams-reassembled, flows-exported, flows-ended.REASON (idle, active,\n"
+	"    eof, forced, resource), early-exports (table full), peak-flows,\n"
+	"    table-bytes and table-bytes-per-flow (flow table memory at its peak).\n"
+	"    Only non-zero reasons are listed. On a terminal, progress (packets/s,\n"
+	"    percent and ETA by file bytes) is shown while reading; never in a pipe.\n"
+	"\n"
+	"EXIT STATUS\n"
+	"    0   success, also after Ctrl-C/SIGTERM (flows in the table are written)\n"
+	"        and when the reader of standard output goes away (e.g. | head)\n"
+	"    1   usage error (unknown option, bad value)\n"
+	"    2   bad input: a missing file, a file that is not a capture, a bad filter\n"
+	"    3   I/O or internal error (e.g. the output could not be written)\n"
+	"\n"
+	"EXAMPLES\n"
+	"    mamori meter trace.pcap\n"
+	"    mamori meter --format csv -o flows.csv day1.pcapng day2.pcapng\n"
+	"    mamori meter -f 'tcp port 443' --idle-timeout tcp=2m trace.pcap\n"
+	"    mamori meter --compat zeek --format zeek trace.pcap | zeek-cut id.orig_h id.resp_h\n"
+	"    sudo mamori meter -i eth0 --format ndjson --active-timeout 60s\n";
+
+enum long_only_option {
+	OPT_FORMAT = 256,
+	OPT_COMPAT,
+	OPT_IDLE_TIMEOUT,
+	OPT_ACTIVE_TIMEOUT,
+	OPT_MAX_FLOWS,
+	OPT_MAX_ENCAP,
+	OPT_SENSOR,
+	OPT_IPFIX,
+};
+
+static const struct option long_options[] = {
+	{ "interface", required_argument, NULL, 'i' },
+	{ "filter", required_argument, NULL, 'f' },
+	{ "snaplen", required_argument, NULL, 's' },
+	{ "format", required_argument, NULL, OPT_FORMAT },
+	{ "output", required_argument, NULL, 'o' },
+	{ "compat", required_argument, NULL, OPT_COMPAT },
+	{ "idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT },
+	{ "active-timeout", required_argument, NULL, OPT_ACTIVE_TIMEOUT },
+	{ "max-flows", required_argument, NULL, OPT_MAX_FLOWS },
+	{ "max-encap", required_argument, NULL, OPT_MAX_ENCAP },
+	{ "sensor", required_argument, NULL, OPT_SENSOR },
+	{ "ipfix", required_argument, NULL, OPT_IPFIX },
+	{ "quiet", no_argument, NULL, 'q' },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
+/* --idle-timeout classes; "all" sets every class. */
+enum idle_class { IDLE_TCP, IDLE_UDP, IDLE_ICMP, IDLE_OTHER, IDLE__COUNT };
+
+static const char *const idle_class_names[IDLE__COUNT] = { "tcp", "udp", "icmp", "other" };
+
+/* What the command line said, before defaults are laid under it. */
+struct meter_options {
+	const char *interface;
+	const char *bpf;
+	const char *output_path;
+	const char *ipfix_dest;
+	int snaplen;
+	bool format_set;
+	enum mm_output_format format;
+	bool zeek_compat;
+	bool idle_set[IDLE__COUNT];
+	uint64_t idle_ns[IDLE__COUNT];
+	bool active_set;
+	uint64_t active_ns;
+	bool max_flows_set;
+	uint64_t max_flows;
+	bool max_encap_set;
+	uint64_t max_encap;
+	uint64_t sensor;
+	bool quiet;
+};
+
+static int parse_count(const char *option, const char *text, uint64_t min, uint64_t max,
+		       uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	errno = 0;
+	v = strtoull(text, &end, 10);
+	if (text[0] < '0' || text[0] > '9' || *end != '\0' || errno || v < min || v > max)
+		return cli_usage_error("meter", "%s: '%s' is not a number from %llu to %llu", option,
+				       text, (unsigned long long)min, (unsigned long long)max);
+	*out = v;
+	return 0;
+}
+
+static int parse_duration(const char *option, const char *text, uint64_t *out)
+{
+	if (mm_duration_parse(text, out) != 0)
+		return cli_usage_error("meter", "%s: '%s' is not a duration (e.g. 300s, 5m, 1.5h)",
+				       option, text);
+	return 0;
+}
+
+static int parse_idle_timeout(struct meter_options *o, const char *text)
+{
+	const char *eq = strchr(text, '=');
+	size_t name_len = eq ? (size_t)(eq - text) : 0;
+	uint64_t ns;
+	int rc;
+
+	if (!eq)
+		return cli_usage_error("meter", "--idle-timeout: '%s' is not PROTO=DURATION", text);
+	rc = parse_duration("--idle-timeout", eq + 1, &ns);
+	if (rc)
+		return rc;
+	if (name_len == 3 && strncasecmp(text, "all", 3) == 0) {
+		for (int c = 0; c < IDLE__COUNT; c++) {
+			o->idle_set[c] = true;
+			o->idle_ns[c] = ns;
+		}
+		return 0;
+	}
+	for (int c = 0; c < IDLE__COUNT; c++) {
+		if (strlen(idle_class_names[c]) == name_len &&
+		    strncasecmp(text, idle_class_names[c], name_len) == 0) {
+			o->idle_set[c] = true;
+			o->idle_ns[c] = ns;
+			return 0;
+		}
+	}
+	return cli_usage_error("meter", "--idle-timeout: '%.*s' is not tcp, udp, icmp, other or all",
+			       (int)name_len, text);
+}
+
+static int parse_option(struct meter_options *o, int opt, const char *arg)
+{
+	uint64_t v = 0;
+	int rc = 0;
+
+	switch (opt) {
+	case 'i': o->interface = arg; break;
+	case 'f': o->bpf = arg; break;
+	case 'o': o->output_path = arg; break;
+	case OPT_IPFIX: o->ipfix_dest = arg; break;
+	case 'q': o->quiet = true; break;
+	case 's':
+		rc = parse_count("--snaplen", arg, 1, MAX_SNAPLEN, &v);
+		o->snaplen = (int)v;
+		break;
+	case OPT_FORMAT:
+		if (mm_output_format_parse(arg, &o->format) != 0)
+			return cli_usage_error("meter", "--format: %s", mm_last_error());
+		o->format_set = true;
+		break;
+	case OPT_COMPAT:
+		if (strcmp(arg, "zeek") != 0)
+			return cli_usage_error("meter", "--compat: '%s' is not a known mode (zeek)", arg);
+		o->zeek_compat = true;
+		break;
+	case OPT_IDLE_TIMEOUT: rc = parse_idle_timeout(o, arg); break;
+	case OPT_ACTIVE_TIMEOUT:
+		rc = parse_duration("--active-timeout", arg, &o->active_ns);
+		o->active_set = true;
+		break;
+	case OPT_MAX_FLOWS:
+		rc = parse_count("--max-flows", arg, 1, SIZE_MAX, &o->max_flows);
+		o->max_flows_set = true;
+		break;
+	case OPT_MAX_ENCAP:
+		rc = parse_count("--max-encap", arg, 1, 8, &o->max_encap);
+		o->max_encap_set = true;
+		break;
+	case OPT_SENSOR: rc = parse_count("--sensor", arg, 0, UINT32_MAX, &o->sensor); break;
+	default: return cli_usage_error("meter", "unknown option");
+	}
+	return rc;
+}
+
+/* Defaults of the chosen mode first, then what the command line set. */
+static void build_meter_config(const struct meter_options *o, struct mm_meter_config *cfg)
+{
+	uint64_t *idle[IDLE__COUNT];
+
+	if (o->zeek_compat)
+		mm_meter_config_zeek(cfg);
+	else
+		mm_meter_config_default(cfg);
+	idle[IDLE_TCP] = &cfg->idle_tcp_ns;
+	idle[IDLE_UDP] = &cfg->idle_udp_ns;
+	idle[IDLE_ICMP] = &cfg->idle_icmp_ns;
+	idle[IDLE_OTHER] = &cfg->idle_other_ns;
+	for (int c = 0; c < IDLE__COUNT; c++)
+		if (o->idle_set[c])
+			*idle[c] = o->idle_ns[c];
+	if (o->active_set)
+		cfg->active_ns = o->active_ns;
+	if (o->max_flows_set)
+		cfg->max_flows = (size_t)o->max_flows;
+	if (o->max_encap_set)
+		cfg->max_encap_depth = (unsigned)o->max_encap;
+	cfg->sensor_id = (uint32_t)o->sensor;
+}
+
+/* Refuses unreadable inputs up front with the name and the system's reason. */
+static int check_inputs(char *const *files, int n_files)
+{
+	struct stat st;
+
+	for (int i = 0; i < n_files; i++) {
+		if (stat(files[i], &st) != 0) {
+			fprintf(stderr, "mamori meter: %s: %s\n", files[i], strerror(errno));
+			return CLI_EXIT_INPUT;
+		}
+		if (S_ISDIR(st.st_mode)) {
+			fprintf(stderr, "mamori meter: %s: is a directory, not a capture file\n",
+				files[i]);
+			return CLI_EXIT_INPUT;
+		}
+	}
+	return CLI_EXIT_OK;
+}
+
+/* ---- output file: temporary name, renamed into place on success ---- */
+
+struct output {
+	FILE *fp;
+	const char *name; /* as given, for messages; NULL: standard output */
+	char *path;       /* the regular file to publish; NULL: written in place */
+	char *tmp_path;   /* its temporary name while the run lasts */
+};
+
+static int output_fail(const char *name, const char *what, int err)
+{
+	return mm_fail(MM_EIO, "output: %s: %s: %s", name, what, strerror(err));
+}
+
+/*
+ * The file to replace: the path itself, or for a symbolic link the file it
+ * names, so the link survives. NULL (errno set) when out of memory.
+ */
+static char *publish_path(const char *path)
+{
+	struct stat st;
+
+	if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode)) {
+		char *real = realpath(path, NULL);
+
+		if (real)
+			return real;
+	}
+	return strdup(path);
+}
+
+static int output_open(struct output *out, const char *path)
+{
+	struct stat st;
+	mode_t mask;
+	int fd = -1, err;
+
+	*out = (struct output){ .fp = stdout, .name = path };
+	if (!path)
+		return 0;
+	/* Renaming over a device, FIFO or socket (/dev/null, a named pipe)
+	 * would replace it with a plain file: those are written in place. */
+	if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+		out->fp = fopen(path, "w");
+		return out->fp ? 0 : output_fail(path, "cannot open", errno);
+	}
+	out->path = publish_path(path);
+	if (!out->path || asprintf(&out->tmp_path, "%s.tmp-XXXXXX", out->path) < 0) {
+		out->tmp_path = NULL;
+		err = ENOMEM;
+		goto fail;
+	}
+	fd = mkstemp(out->tmp_path);
+	if (fd < 0) {
+		err = errno;
+		goto fail;
+	}
+	/* mkstemp makes the file private; give it the mode a plain create would. */
+	mask = umask(0);
+	umask(mask);
+	if (fchmod(fd, 0666 & ~mask) == 0 && (out->fp = fdopen(fd, "w")) != NULL)
+		return 0;
+	err = errno;
+	close(fd);
+	unlink(out->tmp_path);
+fail:
+	free(out->path);
+	free(out->tmp_path);
+	*out = (struct output){ .fp = stdout };
+	return output_fail(path, "cannot create", err);
+}
+
+/* Publishes the file when ok, removes the temporary otherwise. */
+static int output_close(struct output *out, bool ok)
+{
+	int rc = 0;
+
+	if (!out->name)
+		return 0;
+	if (ok && fflush(out->fp) != 0)
+		rc = output_fail(out->name, "write failed", errno);
+	if (ok && rc == 0 && out->path && fsync(fileno(out->fp)) != 0)
+		rc = output_fail(out->name, "fsync failed", errno);
+	if (fclose(out->fp) != 0 && ok && rc == 0)
+		rc = output_fail(out->name, "write failed", errno);
+	if (out->path && ok && rc == 0 && rename(out->tmp_path, out->path) != 0)
+		rc = output_fail(out->name, "cannot rename into place", errno);
+	if (out->path && (!ok || rc != 0))
+		unlink(out->tmp_path);
+	free(out->path);
+	free(out->tmp_path);
+	return rc;
+}
+
+/* True when standard output is a pipe or socket whose reader has gone. */
+static bool stdout_reader_gone(void)
+{
+	struct pollfd p = { .fd = STDOUT_FILENO, .events = POLLOUT };
+
+	return poll(&p, 1, 0) == 1 && (p.revents & (POLLERR | POLLHUP));
+}
+
+static void on_stop_signal(int sig)
+{
+	(void)sig;
+	mm_pipeline_stop();
+}
+
+/* The first SIGINT/SIGTERM finishes cleanly; a second one kills (SA_RESETHAND). */
+static void install_signals(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_stop_signal;
+	sa.sa_flags = SA_RESETHAND;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	/* A closed output pipe then shows up as EPIPE from write, not a kill. */
+	signal(SIGPIPE, SIG_IGN);
+}
+
+static int run_job(const struct meter_options *o, char *const *files, int n_files)
+{
+	struct mm_meter_job job = { 0 };
+	struct output out;
+	int rc, exit_code;
+
+	rc = output_open(&out, o->output_path);
+	if (rc)
+		return cli_fail("meter", rc);
+	job.files = (const char *const *)files;
+	job.n_files = (size_t)n_files;
+	job.interface = o->interface;
+	job.bpf = o->bpf;
+	job.ipfix_dest = o->ipfix_dest;
+	job.snaplen = o->snaplen ? o->snaplen : DEFAULT_SNAPLEN;
+	build_meter_config(o, &job.meter);
+	job.format = o->format_set ? o->format
+		     : isatty(fileno(out.fp)) ? MM_OUTPUT_TABLE : MM_OUTPUT_NDJSON;
+	job.out = out.fp;
+	job.stats_out = o->quiet ? NULL : stderr;
+	job.progress = !o->quiet;
+	install_signals();
+
+	rc = mm_pipeline_meter(&job);
+	if (rc == MM_EIO && !out.name && stdout_reader_gone()) {
+		output_close(&out, false);
+		return CLI_EXIT_OK;
+	}
+	exit_code = rc ? cli_fail("meter", rc) : CLI_EXIT_OK;
+	rc = output_close(&out, rc == 0);
+	if (rc && exit_code == CLI_EXIT_OK)
+		exit_code = cli_fail("meter", rc);
+	return exit_code;
+}
+
+int cmd_meter(int argc, char **argv)
+{
+	struct meter_options o = { 0 };
+	int opt, rc;
+
+	optind = 1;
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, ":i:f:s:o:qh", long_options, NULL)) != -1) {
+		if (opt == 'h') {
+			fputs(usage_text, stdout);
+			return CLI_EXIT_OK;
+		}
+		if (opt == '?' && optopt)
+			return cli_usage_error("meter", "unknown option '-%c'", optopt);
+		if (opt == '?')
+			return cli_usage_error("meter", "unknown option '%s'", argv[optind - 1]);
+		if (opt == ':')
+			return cli_usage_error("meter", "option '%s' needs a value", argv[optind - 1]);
+		rc = parse_option(&o, opt, optarg);
+		if (rc)
+			return rc;
+	}
+	if (o.interface && optind < argc)
+		return cli_usage_error("meter", "give capture files or -i IFACE, not both");
+	if (!o.interface && optind >= argc)
+		return cli_usage_error("meter", "no capture file given");
+	rc = check_inputs(argv + optind, argc - optind);
+	if (rc)
+		return rc;
+	return run_job(&o, argv + optind, argc - optind);
+}

@@ -8,6 +8,7 @@
 
 static const struct cli_command commands[] = {
 	{ "meter", "meter flows from pcap/pcapng files or a live interface", cmd_meter },
+	{ "collect", "collect NetFlow v5/v9 and IPFIX from exporters, files or captures", cmd_collect },
 	{ "synth", "generate a deterministic synthetic capture", cmd_synth },
 };
 

@@ -51,6 +51,8 @@ struct mm_pkt_ip {
 	uint8_t icmp_type, icmp_code; /* ICMP / ICMPv6 */
 	uint8_t tunnel;         /* enum mm_tunnel_kind carrying the next layer */
 	uint16_t header_len;    /* IP header length including options / extension headers */
+	uint32_t l4_offset;     /* frame offset of the TCP/UDP/SCTP/ICMP header (valid when has_ports);
+	                           the collector reads export messages behind a UDP header from it */
 };
 
 struct mm_pkt {

@@ -1,1 +1,698 @@
-/* placeholder: being written */
+/*
+ * The meter (see mamori/meter.h): decodes packets in batches, counts each
+ * IP layer in its bidirectional flow, decides originators the way Zeek
+ * does, tracks fragments so a datagram counts once, and exports flows in
+ * batches when they time out, close, are pushed out by the table cap, or
+ * the input ends. Batching lets it hash a whole batch and prefetch the
+ * flow table before touching it, hiding cache misses on a large table.
+ */
+#include "mamori/meter.h"
+
+#include "mamori/status.h"
+#include "meter/decode.h"
+#include "meter/flow_table.h"
+#include "meter/frag.h"
+#include "meter/meter_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define METER_BATCH 32        /* packets decoded and prefetched together */
+#define SINK_BATCH 256        /* flows handed to the sink per call */
+#define EXPIRE_BUDGET 8       /* wheel entries examined per packet */
+#define PREFETCH_AHEAD 8      /* packets between an entry's prefetch and its use */
+#define NS_PER_S 1000000000ull
+
+#define TCP_FIN 0x01
+#define TCP_SYN 0x02
+#define TCP_RST 0x04
+#define TCP_ACK 0x10
+
+#define PROTO_ICMP 1
+#define PROTO_TCP 6
+#define PROTO_UDP 17
+#define PROTO_ICMP6 58
+#define PROTO_SCTP 132
+
+/*
+ * Likely server ports, standing in for Zeek's likely_server_ports (which
+ * the loaded analyzers fill): well-known services whose port names the
+ * responder. DHCP's 67 is here and 68 is not, as in Zeek, which is why a
+ * unicast 67→68 reply is logged with the client as originator.
+ */
+static const uint16_t tcp_server_ports[] = {
+	21, 22, 23, 25, 53, 80, 88, 110, 111, 135, 139, 143, 179, 389, 443, 445, 465, 502,
+	587, 636, 989, 990, 993, 995, 1080, 1433, 1521, 1723, 1883, 2049, 3128, 3306, 3389,
+	5060, 5061, 5222, 5432, 5900, 6379, 6443, 6667, 8000, 8080, 8443, 8883, 9200, 27017,
+};
+static const uint16_t udp_server_ports[] = {
+	53, 67, 69, 88, 123, 137, 138, 161, 162, 443, 500, 514, 547, 1812, 1813, 1900, 2152,
+	3478, 3544, 4500, 4789, 5060, 5353, 5355, 6081,
+};
+
+struct layer_key {
+	struct ft_key key;
+	uint64_t hash;
+	uint8_t from_a; /* the packet's source is key endpoint a */
+};
+
+struct mm_meter {
+	struct mm_meter_config cfg;
+	mm_flow_sink_fn sink;
+	void *sink_ctx;
+	struct flow_table *flows;
+	struct frag_table *frags;
+	uint64_t now_ns;           /* max timestamp seen: the table clock never runs back */
+	uint64_t last_id;
+	struct mm_meter_stats stats;
+	size_t n_out;
+	struct mm_flow out[SINK_BATCH];
+	uint8_t tcp_server[65536 / 8];
+	uint8_t udp_server[65536 / 8];
+	enum mm_anomaly batch_anom[METER_BATCH];
+	struct mm_pkt batch[METER_BATCH];
+	struct layer_key batch_keys[METER_BATCH][MM_ENCAP_MAX + 1];
+};
+
+void mm_meter_config_default(struct mm_meter_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->idle_tcp_ns = 300 * NS_PER_S;
+	cfg->idle_udp_ns = 60 * NS_PER_S;
+	cfg->idle_icmp_ns = 60 * NS_PER_S;
+	cfg->idle_other_ns = 60 * NS_PER_S;
+	cfg->active_ns = 1800 * NS_PER_S;
+	cfg->tcp_close_ns = 5 * NS_PER_S;
+	cfg->frag_timeout_ns = 30 * NS_PER_S;
+	cfg->max_flows = 1000000;
+	cfg->max_fragments = 65536;
+	cfg->max_encap_depth = 4;
+}
+
+void mm_meter_config_zeek(struct mm_meter_config *cfg)
+{
+	/* tcp_inactivity_timeout 5 min, udp/icmp/unknown 1 min, tcp_close_delay = tcp_reset_delay = 5 s. */
+	mm_meter_config_default(cfg);
+	cfg->active_ns = 0;
+	cfg->zeek_compat = true;
+}
+
+/* ---- configuration ---------------------------------------------------- */
+
+static int check_range(const char *field, uint64_t v, uint64_t lo, uint64_t hi)
+{
+	if (v < lo || v > hi)
+		return mm_fail(MM_EINVAL, "meter config: %s: %llu outside %llu..%llu", field,
+			       (unsigned long long)v, (unsigned long long)lo,
+			       (unsigned long long)hi);
+	return 0;
+}
+
+static int check_config(const struct mm_meter_config *c)
+{
+	const uint64_t ms = 1000000, week = 7 * 86400 * NS_PER_S;
+	int rc = 0;
+
+	if (!rc)
+		rc = check_range("idle_tcp_ns", c->idle_tcp_ns, ms, week);
+	if (!rc)
+		rc = check_range("idle_udp_ns", c->idle_udp_ns, ms, week);
+	if (!rc)
+		rc = check_range("idle_icmp_ns", c->idle_icmp_ns, ms, week);
+	if (!rc)
+		rc = check_range("idle_other_ns", c->idle_other_ns, ms, week);
+	if (!rc && c->active_ns)
+		rc = check_range("active_ns", c->active_ns, NS_PER_S, week);
+	if (!rc)
+		rc = check_range("tcp_close_ns", c->tcp_close_ns, 0, 3600 * NS_PER_S);
+	if (!rc)
+		rc = check_range("frag_timeout_ns", c->frag_timeout_ns, ms, 3600 * NS_PER_S);
+	if (!rc)
+		rc = check_range("max_flows", c->max_flows, 1, (uint64_t)1 << 31);
+	if (!rc)
+		rc = check_range("max_fragments", c->max_fragments, 1, (uint64_t)1 << 24);
+	if (!rc)
+		rc = check_range("max_encap_depth", c->max_encap_depth, 1, MM_ENCAP_MAX);
+	return rc;
+}
+
+static void fill_port_set(uint8_t *set, const uint16_t *ports, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		set[ports[i] >> 3] |= (uint8_t)(1u << (ports[i] & 7));
+}
+
+static bool in_port_set(const uint8_t *set, uint16_t port)
+{
+	return set[port >> 3] >> (port & 7) & 1;
+}
+
+int mm_meter_new(struct mm_meter **out, const struct mm_meter_config *cfg, mm_flow_sink_fn sink,
+		 void *sink_ctx)
+{
+	struct mm_meter *m = NULL;
+	int rc;
+
+	*out = NULL;
+	if (!sink)
+		return mm_fail(MM_EINVAL, "meter: no flow sink given");
+	rc = check_config(cfg);
+	if (rc < 0)
+		return rc;
+	m = calloc(1, sizeof(*m));
+	if (!m)
+		return mm_fail(MM_ENOMEM, "meter: out of memory");
+	m->cfg = *cfg;
+	m->sink = sink;
+	m->sink_ctx = sink_ctx;
+	fill_port_set(m->tcp_server, tcp_server_ports,
+		      sizeof(tcp_server_ports) / sizeof(tcp_server_ports[0]));
+	fill_port_set(m->udp_server, udp_server_ports,
+		      sizeof(udp_server_ports) / sizeof(udp_server_ports[0]));
+	rc = flow_table_new(&m->flows, cfg->max_flows);
+	if (rc < 0)
+		goto out;
+	rc = frag_table_new(&m->frags, cfg->max_fragments, cfg->frag_timeout_ns);
+	if (rc < 0)
+		goto out;
+	*out = m;
+	m = NULL;
+out:
+	mm_meter_free(m);
+	return rc;
+}
+
+void mm_meter_free(struct mm_meter *m)
+{
+	if (!m)
+		return;
+	flow_table_free(m->flows);
+	frag_table_free(m->frags);
+	free(m);
+}
+
+/* ---- keys --------------------------------------------------------------- */
+
+/*
+ * Zeek's ICMP4_counterpart / ICMP6_counterpart: request and reply types
+ * pair up so both travel in one flow; other messages are one-way and use
+ * their code as the responder port.
+ */
+static int icmp_counterpart(uint8_t proto, uint8_t type)
+{
+	static const uint8_t v4[][2] = { { 8, 0 }, { 13, 14 }, { 15, 16 }, { 10, 9 }, { 17, 18 } };
+	static const uint8_t v6[][2] = { { 128, 129 }, { 133, 134 }, { 135, 136 },
+					 { 130, 131 }, { 139, 140 }, { 144, 145 } };
+	const uint8_t(*pairs)[2] = proto == PROTO_ICMP ? v4 : v6;
+	size_t n = proto == PROTO_ICMP ? sizeof(v4) / sizeof(v4[0]) : sizeof(v6) / sizeof(v6[0]);
+
+	for (size_t i = 0; i < n; i++) {
+		if (pairs[i][0] == type)
+			return pairs[i][1];
+		if (pairs[i][1] == type)
+			return pairs[i][0];
+	}
+	return -1;
+}
+
+static bool is_icmp(uint8_t proto)
+{
+	return proto == PROTO_ICMP || proto == PROTO_ICMP6;
+}
+
+static void build_key(uint16_t vlan, const struct mm_pkt_ip *ip, struct layer_key *lk)
+{
+	uint16_t sport = 0, dport = 0;
+	bool one_way = false;
+	int cmp;
+
+	if (is_icmp(ip->proto)) {
+		int peer = icmp_counterpart(ip->proto, ip->icmp_type);
+
+		sport = ip->icmp_type;
+		dport = peer >= 0 ? (uint16_t)peer : ip->icmp_code;
+		one_way = peer < 0;
+	} else if (ip->has_ports) {
+		sport = ip->sport;
+		dport = ip->dport;
+	}
+	memset(&lk->key, 0, sizeof(lk->key));
+	cmp = mm_addr_cmp(&ip->src, &ip->dst);
+	lk->from_a = one_way || cmp < 0 || (cmp == 0 && sport <= dport);
+	lk->key.a = lk->from_a ? ip->src : ip->dst;
+	lk->key.b = lk->from_a ? ip->dst : ip->src;
+	lk->key.port_a = lk->from_a ? sport : dport;
+	lk->key.port_b = lk->from_a ? dport : sport;
+	lk->key.vlan = vlan;
+	lk->key.proto = ip->proto;
+	lk->key.one_way = one_way;
+}
+
+/* Layers that get a flow: up to and including the first fragment, which is tracked instead. */
+static unsigned counted_layers(const struct mm_pkt *p)
+{
+	for (unsigned i = 0; i < p->n_ip; i++)
+		if (p->ip[i].frag != MM_FRAG_NONE)
+			return i + 1;
+	return p->n_ip;
+}
+
+static void prepare_keys(struct mm_meter *m, const struct mm_pkt *p, struct layer_key *keys)
+{
+	unsigned n = counted_layers(p);
+
+	for (unsigned i = 0; i < n; i++) {
+		if (p->ip[i].frag != MM_FRAG_NONE)
+			break;
+		build_key(p->vlan, &p->ip[i], &keys[i]);
+		keys[i].hash = flow_table_hash(m->flows, &keys[i].key);
+		flow_table_prefetch_slot(m->flows, keys[i].hash);
+	}
+}
+
+/* ---- export ------------------------------------------------------------- */
+
+static void flush_sink(struct mm_meter *m)
+{
+	if (m->n_out) {
+		m->sink(m->sink_ctx, m->out, m->n_out);
+		m->n_out = 0;
+	}
+}
+
+static void export_entry(struct mm_meter *m, const struct ft_entry *e, uint8_t reason)
+{
+	struct mm_flow *f = &m->out[m->n_out];
+	bool orig_b = e->state & FT_ORIG_IS_B;
+
+	memset(f, 0, sizeof(*f));
+	f->src = orig_b ? e->key.b : e->key.a;
+	f->dst = orig_b ? e->key.a : e->key.b;
+	f->src_port = orig_b ? e->key.port_b : e->key.port_a;
+	f->dst_port = orig_b ? e->key.port_a : e->key.port_b;
+	f->fwd_packets = orig_b ? e->pkts_ba : e->pkts_ab;
+	f->rev_packets = orig_b ? e->pkts_ab : e->pkts_ba;
+	f->fwd_bytes = orig_b ? e->bytes_ba : e->bytes_ab;
+	f->rev_bytes = orig_b ? e->bytes_ab : e->bytes_ba;
+	f->fwd_tcp_flags = orig_b ? e->flags_ba : e->flags_ab;
+	f->rev_tcp_flags = orig_b ? e->flags_ab : e->flags_ba;
+	f->first_ns = e->first_ns;
+	f->last_ns = e->last_ns;
+	f->id = e->id;
+	f->tunnel_parents[0] = e->parents[0];
+	f->tunnel_parents[1] = e->parents[1];
+	f->sensor_id = m->cfg.sensor_id;
+	f->sampling_rate = 1;
+	f->vlan = e->key.vlan;
+	f->proto = e->key.proto;
+	f->icmp_type = e->icmp_type;
+	f->icmp_code = e->icmp_code;
+	f->end_reason = reason;
+	f->flags = e->flow_flags;
+	m->stats.flows_exported++;
+	m->stats.exported_by_reason[reason]++;
+	if (++m->n_out == SINK_BATCH)
+		flush_sink(m);
+}
+
+static void end_flow(struct mm_meter *m, uint32_t idx, uint8_t reason)
+{
+	export_entry(m, flow_table_entry(m->flows, idx), reason);
+	flow_table_remove(m->flows, idx);
+}
+
+/* ---- timeouts ----------------------------------------------------------- */
+
+static uint64_t idle_for(const struct mm_meter *m, uint8_t proto)
+{
+	switch (proto) {
+	case PROTO_TCP: return m->cfg.idle_tcp_ns;
+	case PROTO_UDP: return m->cfg.idle_udp_ns;
+	case PROTO_ICMP:
+	case PROTO_ICMP6: return m->cfg.idle_icmp_ns;
+	default: return m->cfg.idle_other_ns;
+	}
+}
+
+/* When the entry ends if nothing more arrives, and why. */
+static uint64_t deadline_of(const struct mm_meter *m, const struct ft_entry *e, uint8_t *reason)
+{
+	uint64_t dl;
+
+	if (e->state & FT_CLOSED) {
+		*reason = MM_END_EOF;
+		return e->last_ns + m->cfg.tcp_close_ns;
+	}
+	dl = e->last_ns + idle_for(m, e->key.proto);
+	*reason = MM_END_IDLE;
+	if (m->cfg.active_ns && !m->cfg.zeek_compat && e->first_ns + m->cfg.active_ns < dl) {
+		dl = e->first_ns + m->cfg.active_ns;
+		*reason = MM_END_ACTIVE;
+	}
+	return dl;
+}
+
+/* Examines up to budget due wheel entries: ends those past their real deadline, re-files the rest. */
+static void expire_due(struct mm_meter *m, size_t budget)
+{
+	uint32_t idx;
+	uint8_t reason;
+
+	while (budget-- && (idx = flow_table_next_due(m->flows, m->now_ns)) != FT_NONE) {
+		uint64_t dl = deadline_of(m, flow_table_entry(m->flows, idx), &reason);
+
+		if (dl <= m->now_ns)
+			end_flow(m, idx, reason);
+		else
+			flow_table_schedule(m->flows, idx, dl);
+	}
+}
+
+static void advance_clock(struct mm_meter *m, uint64_t ts_ns, size_t budget)
+{
+	if (ts_ns > m->now_ns)
+		m->now_ns = ts_ns;
+	expire_due(m, budget);
+	frag_table_expire(m->frags, m->now_ns);
+}
+
+/* Cap policy: end the flow nearest its deadline; early ends are counted as "resource". */
+static bool evict_one(struct mm_meter *m)
+{
+	uint32_t idx = flow_table_pop_earliest(m->flows);
+	uint8_t reason;
+
+	if (idx == FT_NONE)
+		return false;
+	if (deadline_of(m, flow_table_entry(m->flows, idx), &reason) > m->now_ns)
+		reason = MM_END_RESOURCE;
+	end_flow(m, idx, reason);
+	return true;
+}
+
+/* ---- direction ---------------------------------------------------------- */
+
+static bool tcp_flips(const struct mm_meter *m, const struct mm_pkt_ip *ip)
+{
+	bool syn = ip->tcp_flags & TCP_SYN, ack = ip->tcp_flags & TCP_ACK;
+	bool src_server = in_port_set(m->tcp_server, ip->sport);
+
+	if (syn && !ack)
+		return false;
+	/*
+	 * A SYN-ACK answers: its sender is the responder. Zeek only believes
+	 * that when the port agrees (stealth scans send SYN-ACKs) and flips
+	 * later if the peer then sends the SYN (see tcp_update).
+	 */
+	if (syn && !m->cfg.zeek_compat)
+		return true;
+	if (!src_server)
+		return false;
+	if (in_port_set(m->tcp_server, ip->dport))
+		return !syn && ip->sport < ip->dport;
+	return true;
+}
+
+/* Whether the first packet's sender is the responder (Zeek's WantConnection flip_roles). */
+static bool first_packet_flips(const struct mm_meter *m, const struct mm_pkt_ip *ip)
+{
+	/* Zeek never flips towards the IPv4 limited broadcast address (DHCP 67 → 255.255.255.255:68). */
+	if (mm_addr_is_v4(&ip->dst) && mm_addr_v4_u32(&ip->dst) == 0xffffffffu)
+		return false;
+	if (!ip->has_ports)
+		return false;
+	if (ip->proto == PROTO_TCP)
+		return tcp_flips(m, ip);
+	if (ip->proto == PROTO_UDP)
+		return in_port_set(m->udp_server, ip->sport) && !in_port_set(m->udp_server, ip->dport);
+	return false;
+}
+
+/* ---- per-layer accounting ----------------------------------------------- */
+
+static uint32_t create_flow(struct mm_meter *m, uint64_t ts_ns, const struct mm_pkt_ip *ip,
+			    const struct layer_key *lk)
+{
+	struct ft_entry *e;
+	uint32_t idx;
+	uint8_t reason;
+	bool flip;
+
+	while (flow_table_insert(m->flows, &lk->key, lk->hash, &idx) < 0)
+		if (!evict_one(m))
+			return FT_NONE;
+	e = flow_table_entry(m->flows, idx);
+	e->id = ++m->last_id;
+	e->first_ns = e->last_ns = ts_ns;
+	flip = first_packet_flips(m, ip);
+	if (lk->from_a == flip)
+		e->state |= FT_ORIG_IS_B;
+	if (m->cfg.zeek_compat && ip->proto == PROTO_TCP && !flip &&
+	    (ip->tcp_flags & (TCP_SYN | TCP_ACK)) == (TCP_SYN | TCP_ACK))
+		e->state |= FT_SYNACK_FIRST;
+	m->stats.flows_created++;
+	if (flow_table_count(m->flows) > m->stats.peak_flows)
+		m->stats.peak_flows = flow_table_count(m->flows);
+	flow_table_schedule(m->flows, idx, deadline_of(m, e, &reason));
+	return idx;
+}
+
+static void tcp_update(struct mm_meter *m, uint32_t idx, struct ft_entry *e, bool from_a,
+		       uint8_t flags)
+{
+	bool from_orig = from_a == !(e->state & FT_ORIG_IS_B);
+	uint8_t reason;
+
+	if (flags & TCP_FIN)
+		e->state |= from_a ? FT_FIN_A : FT_FIN_B;
+	if (flags & TCP_RST)
+		e->state |= FT_RST;
+	if ((e->state & FT_SYNACK_FIRST) && !from_orig) {
+		/* Zeek's SYN/SYN-ACK reversal: the peer of a SYN-ACK opener sends the SYN. */
+		if ((flags & (TCP_SYN | TCP_ACK)) == TCP_SYN)
+			e->state ^= FT_ORIG_IS_B;
+		e->state &= (uint8_t)~FT_SYNACK_FIRST;
+	}
+	if (!(e->state & FT_CLOSED) &&
+	    ((e->state & (FT_FIN_A | FT_FIN_B)) == (FT_FIN_A | FT_FIN_B) || (e->state & FT_RST))) {
+		/* The linger deadline is earlier than the filed idle one: re-file now. */
+		e->state |= FT_CLOSED;
+		flow_table_schedule(m->flows, idx, deadline_of(m, e, &reason));
+	}
+}
+
+static void add_parent(struct ft_entry *e, uint64_t parent)
+{
+	if (!parent)
+		return;
+	for (size_t i = 0; i < MM_TUNNEL_PARENTS; i++) {
+		if (e->parents[i] == parent)
+			return;
+		if (!e->parents[i]) {
+			e->parents[i] = parent;
+			return;
+		}
+	}
+}
+
+static void update_flow(struct mm_meter *m, uint32_t idx, uint64_t ts_ns,
+			const struct mm_pkt_ip *ip, bool from_a, uint64_t parent, uint8_t flow_flags)
+{
+	struct ft_entry *e = flow_table_entry(m->flows, idx);
+	/* Zeek stops moving a connection's last time once both sides closed. */
+	bool frozen = m->cfg.zeek_compat &&
+		      (e->state & (FT_FIN_A | FT_FIN_B)) == (FT_FIN_A | FT_FIN_B);
+
+	if (from_a) {
+		e->pkts_ab++;
+		e->bytes_ab += ip->ip_len;
+		e->flags_ab |= ip->tcp_flags;
+	} else {
+		e->pkts_ba++;
+		e->bytes_ba += ip->ip_len;
+		e->flags_ba |= ip->tcp_flags;
+	}
+	if (ts_ns < e->first_ns)
+		e->first_ns = ts_ns;
+	if (ts_ns > e->last_ns && !frozen)
+		e->last_ns = ts_ns;
+	if (ip->proto == PROTO_TCP)
+		tcp_update(m, idx, e, from_a, ip->tcp_flags);
+	if (is_icmp(ip->proto) && !(e->state & FT_ICMP_SET)) {
+		e->icmp_type = ip->icmp_type;
+		e->icmp_code = ip->icmp_code;
+		e->state |= FT_ICMP_SET;
+	}
+	add_parent(e, parent);
+	e->flow_flags |= flow_flags;
+}
+
+/* A found entry whose time is up, or a closed TCP flow reopened by a fresh SYN, ends first. */
+static bool ends_before_packet(struct mm_meter *m, uint32_t idx, const struct mm_pkt_ip *ip)
+{
+	const struct ft_entry *e = flow_table_entry(m->flows, idx);
+	uint8_t reason;
+
+	if (deadline_of(m, e, &reason) <= m->now_ns) {
+		end_flow(m, idx, reason);
+		return true;
+	}
+	if (ip->proto == PROTO_TCP && (e->state & FT_CLOSED) &&
+	    (ip->tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN) {
+		end_flow(m, idx, MM_END_EOF);
+		return true;
+	}
+	return false;
+}
+
+/* Counts one IP layer in its flow; returns the flow id, 0 if no room could be made. */
+static uint64_t account_layer(struct mm_meter *m, uint64_t ts_ns, const struct mm_pkt_ip *ip,
+			      const struct layer_key *lk, uint64_t parent, uint8_t flow_flags)
+{
+	uint32_t idx = flow_table_find(m->flows, &lk->key, lk->hash);
+
+	if (idx != FT_NONE && ends_before_packet(m, idx, ip))
+		idx = FT_NONE;
+	if (idx == FT_NONE) {
+		idx = create_flow(m, ts_ns, ip, lk);
+		if (idx == FT_NONE)
+			return 0;
+	}
+	update_flow(m, idx, ts_ns, ip, lk->from_a, parent, flow_flags);
+	return flow_table_entry(m->flows, idx)->id;
+}
+
+/* Tracks a fragment; a completed datagram counts once, named by its first fragment. */
+static bool account_fragment(struct mm_meter *m, uint64_t ts_ns, uint16_t vlan,
+			     const struct mm_pkt_ip *ip, uint64_t parent)
+{
+	struct mm_pkt_ip whole;
+	struct layer_key lk;
+
+	m->stats.fragments++;
+	switch (frag_table_offer(m->frags, m->now_ns, vlan, ip, &whole)) {
+	case FRAG_HELD:
+		return true;
+	case FRAG_DONE:
+		build_key(vlan, &whole, &lk);
+		lk.hash = flow_table_hash(m->flows, &lk.key);
+		account_layer(m, ts_ns, &whole, &lk, parent, MM_FLOW_FRAGMENTS);
+		return true;
+	case FRAG_REFUSED:
+		break;
+	}
+	return false;
+}
+
+static void account_packet(struct mm_meter *m, uint64_t ts_ns, uint32_t wire_len,
+			   enum mm_anomaly anomaly, const struct mm_pkt *p,
+			   const struct layer_key *keys)
+{
+	unsigned n = counted_layers(p);
+	uint64_t parent = 0;
+	bool metered = false;
+
+	m->stats.packets++;
+	m->stats.bytes += wire_len;
+	if (anomaly != MM_ANOM_NONE && anomaly < MM_ANOM__COUNT)
+		m->stats.anomalies[anomaly]++;
+	advance_clock(m, ts_ns, EXPIRE_BUDGET);
+	for (unsigned i = 0; i < n; i++) {
+		const struct mm_pkt_ip *ip = &p->ip[i];
+
+		if (ip->frag != MM_FRAG_NONE) {
+			metered |= account_fragment(m, ts_ns, p->vlan, ip, parent);
+			break;
+		}
+		parent = account_layer(m, ts_ns, ip, &keys[i], parent,
+				       i + 1 < n ? MM_FLOW_TUNNEL : 0);
+		metered |= parent != 0;
+	}
+	if (metered)
+		m->stats.metered++;
+}
+
+/* ---- public entry points ------------------------------------------------ */
+
+void meter_account(struct mm_meter *m, uint64_t ts_ns, uint32_t wire_len, const struct mm_pkt *pkt)
+{
+	struct layer_key keys[MM_ENCAP_MAX + 1];
+
+	prepare_keys(m, pkt, keys);
+	account_packet(m, ts_ns, wire_len, MM_ANOM_NONE, pkt, keys);
+	flush_sink(m);
+}
+
+size_t meter_max_probe(const struct mm_meter *m)
+{
+	return flow_table_max_probe(m->flows);
+}
+
+static void prefetch_entries(struct mm_meter *m, size_t i)
+{
+	const struct mm_pkt *p = &m->batch[i];
+	unsigned layers = counted_layers(p);
+
+	for (unsigned j = 0; j < layers && p->ip[j].frag == MM_FRAG_NONE; j++)
+		flow_table_prefetch_entry(m->flows, m->batch_keys[i][j].hash);
+}
+
+void mm_meter_packets(struct mm_meter *m, const struct mm_raw_packet *pkts, size_t n)
+{
+	for (size_t off = 0; off < n; off += METER_BATCH) {
+		size_t k = n - off < METER_BATCH ? n - off : METER_BATCH;
+
+		/* Decode and hash the batch, prefetching index slots... */
+		for (size_t i = 0; i < k; i++) {
+			const struct mm_raw_packet *r = &pkts[off + i];
+
+			m->batch_anom[i] = mm_decode_packet(r->linktype, r->data, r->cap_len,
+							    m->cfg.max_encap_depth, &m->batch[i]);
+			prepare_keys(m, &m->batch[i], m->batch_keys[i]);
+		}
+		/*
+		 * ...then update the table, fetching the entries PREFETCH_AHEAD
+		 * packets early so their misses overlap the work in between.
+		 */
+		for (size_t i = 0; i < k && i < PREFETCH_AHEAD; i++)
+			prefetch_entries(m, i);
+		for (size_t i = 0; i < k; i++) {
+			if (i + PREFETCH_AHEAD < k)
+				prefetch_entries(m, i + PREFETCH_AHEAD);
+			account_packet(m, pkts[off + i].ts_ns, pkts[off + i].wire_len,
+				       m->batch_anom[i], &m->batch[i], m->batch_keys[i]);
+		}
+	}
+	flush_sink(m);
+}
+
+void mm_meter_advance(struct mm_meter *m, uint64_t now_ns)
+{
+	advance_clock(m, now_ns, SIZE_MAX);
+	flush_sink(m);
+}
+
+void mm_meter_finish(struct mm_meter *m)
+{
+	uint32_t idx;
+
+	advance_clock(m, m->now_ns, SIZE_MAX);
+	while ((idx = flow_table_pop_earliest(m->flows)) != FT_NONE)
+		end_flow(m, idx, MM_END_FORCED);
+	frag_table_clear(m->frags);
+	flush_sink(m);
+}
+
+void mm_meter_get_stats(const struct mm_meter *m, struct mm_meter_stats *out)
+{
+	struct frag_stats fs;
+
+	*out = m->stats;
+	frag_table_get_stats(m->frags, &fs);
+	out->anomalies[MM_ANOM_FRAG_BAD] += fs.bad;
+	out->anomalies[MM_ANOM_FRAG_INCOMPLETE] += fs.incomplete;
+	out->anomalies[MM_ANOM_FRAG_TABLE_FULL] += fs.table_full;
+	out->datagrams_reassembled = fs.reassembled;
+	out->active_flows = flow_table_count(m->flows);
+	out->table_bytes = flow_table_bytes(m->flows) + frag_table_bytes(m->frags);
+}

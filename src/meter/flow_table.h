@@ -1,0 +1,142 @@
+/*
+ * The meter's flow table (module-internal): compact entries in a chunked
+ * slab addressed by uint32 index, an open-addressing index keyed by
+ * SipHash-1-3 under a per-table random key, and a timer wheel that files
+ * each entry under its deadline so expiry never walks the whole table.
+ */
+#ifndef MAMORI_METER_FLOW_TABLE_H
+#define MAMORI_METER_FLOW_TABLE_H
+
+#include "mamori/addr.h"
+#include "mamori/hash.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define FT_NONE UINT32_MAX
+
+/*
+ * Canonical flow key: endpoint a is the lower (address, port) pair unless
+ * one_way is set (ICMP messages without a counterpart), in which case a is
+ * the sender. 40 bytes, no padding, compared with memcmp.
+ */
+struct ft_key {
+	struct mm_addr a, b;
+	uint16_t port_a, port_b;
+	uint16_t vlan;
+	uint8_t proto;
+	uint8_t one_way;
+};
+
+/* Entry state bits. */
+enum ft_state {
+	FT_ORIG_IS_B = 1u << 0,     /* the originator is key endpoint b */
+	FT_FIN_A = 1u << 1,         /* FIN seen from endpoint a */
+	FT_FIN_B = 1u << 2,
+	FT_RST = 1u << 3,
+	FT_CLOSED = 1u << 4,        /* FIN both ways or RST: lingering */
+	FT_ICMP_SET = 1u << 5,      /* icmp_type/code hold the first message */
+	FT_SYNACK_FIRST = 1u << 6,  /* Zeek mode: the originator opened with a SYN-ACK */
+};
+
+/*
+ * One flow, 128 bytes: the key and the counters a packet touches most sit
+ * in the first cache line. Counters are per key side (ab: a→b), so a late
+ * change of originator is one bit.
+ */
+struct ft_entry {
+	struct ft_key key;
+	uint64_t last_ns;
+	uint64_t pkts_ab, pkts_ba;
+	uint64_t bytes_ab, bytes_ba;
+	uint64_t first_ns;
+	uint64_t id;
+	uint64_t parents[2];
+	uint32_t wheel_next, wheel_prev; /* timer wheel list; wheel_next links the free list */
+	uint8_t flags_ab, flags_ba;      /* TCP flags per side */
+	uint8_t icmp_type, icmp_code;
+	uint8_t state;                   /* enum ft_state */
+	uint8_t flow_flags;              /* enum mm_flow_flag */
+	uint16_t wheel_slot;             /* FT_SLOT_NONE when not filed */
+};
+
+#define FT_CHUNK_SHIFT 12
+#define FT_CHUNK_ENTRIES (1u << FT_CHUNK_SHIFT)
+#define FT_WHEEL_SHIFT 28 /* slot width 2^28 ns (0.27 s) */
+#define FT_WHEEL_SLOTS 8192u /* horizon ~36 min: covers the default active timeout */
+#define FT_SLOT_NONE UINT16_MAX
+
+/*
+ * Visible to the meter only so that flow_table_entry can be inlined on the
+ * hot path; everything else goes through the functions below.
+ */
+struct flow_table {
+	struct ft_entry **chunk;   /* n_chunks of FT_CHUNK_ENTRIES entries */
+	size_t n_chunks, max_chunks;
+	size_t max_flows;
+	size_t n_used;             /* entries live */
+	size_t n_carved;           /* entries ever handed out of the chunks */
+	uint32_t free_head;        /* freed entries, linked by wheel_next */
+	uint64_t *slot;            /* index: tag << 32 | (entry + 1); 0 = empty */
+	size_t n_slots;            /* power of two */
+	uint32_t *wheel;           /* FT_WHEEL_SLOTS list heads */
+	uint64_t wheel_cur;        /* absolute slot number: all before it were processed */
+	int wheel_started;
+	struct mm_hash_key key;
+};
+
+/*
+ * Creates a table holding at most max_flows entries (1 .. 2^31). Memory
+ * grows with use: slab chunks of 4096 entries and an index doubled at
+ * 3/4 load. 0, MM_EINVAL, MM_ENOMEM or MM_EIO (no random key).
+ */
+int flow_table_new(struct flow_table **out, size_t max_flows);
+void flow_table_free(struct flow_table *t);
+
+uint64_t flow_table_hash(const struct flow_table *t, const struct ft_key *key);
+
+/* Hints for batched lookups: fetch the index slot, then the entry it names. */
+void flow_table_prefetch_slot(const struct flow_table *t, uint64_t hash);
+void flow_table_prefetch_entry(const struct flow_table *t, uint64_t hash);
+
+/* Index of the entry with key, or FT_NONE. Work: one probe run. */
+uint32_t flow_table_find(const struct flow_table *t, const struct ft_key *key, uint64_t hash);
+
+/*
+ * Adds a zeroed entry with key (which must be absent). 0, MM_ELIMIT at
+ * max_flows, or MM_ENOMEM. The entry is not filed on the wheel yet.
+ */
+int flow_table_insert(struct flow_table *t, const struct ft_key *key, uint64_t hash,
+		      uint32_t *out_idx);
+
+/* Unfiles and deletes the entry; lookups of other keys stay correct (backward shift). */
+void flow_table_remove(struct flow_table *t, uint32_t idx);
+
+/* Files the entry under deadline_ns (re-filing it if already filed). */
+void flow_table_schedule(struct flow_table *t, uint32_t idx, uint64_t deadline_ns);
+
+/*
+ * Unfiles and returns an entry filed in a wheel slot that ended before
+ * now_ns, or FT_NONE. The caller checks the entry's real deadline (it may
+ * have been active since it was filed) and removes or re-files it. Empty
+ * slots walked per call are at most the wheel size.
+ */
+uint32_t flow_table_next_due(struct flow_table *t, uint64_t now_ns);
+
+/* Unfiles and returns the entry filed earliest (nearest deadline), or FT_NONE. */
+uint32_t flow_table_pop_earliest(struct flow_table *t);
+
+size_t flow_table_count(const struct flow_table *t);
+
+/* Bytes held: slab chunks, index, wheel. */
+size_t flow_table_bytes(const struct flow_table *t);
+
+/* Longest probe run in the index (for tests of hash quality). O(index size). */
+size_t flow_table_max_probe(const struct flow_table *t);
+
+static inline struct ft_entry *flow_table_entry(struct flow_table *t, uint32_t idx)
+{
+	return &t->chunk[idx >> FT_CHUNK_SHIFT][idx & (FT_CHUNK_ENTRIES - 1)];
+}
+
+#endif
