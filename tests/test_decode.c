@@ -260,6 +260,7 @@ Test(decode, ethernet_ipv4_tcp_sets_every_field)
 	cr_assert_eq(l->proto, 6);
 	cr_assert_eq(l->ip_len, 40);
 	cr_assert_eq(l->header_len, 20);
+	cr_assert_eq(l->l4_offset, 14 + 20); /* TCP header right behind Ethernet and IPv4 */
 	cr_assert_eq(l->frag, MM_FRAG_NONE);
 	cr_assert_eq(l->frag_offset, 0);
 	cr_assert_eq(l->more_frags, 0);
@@ -286,6 +287,7 @@ Test(decode, ipv4_options_are_skipped)
 
 	cr_assert_eq(decode(MM_LINK_ETHERNET, &f, &pkt), MM_ANOM_NONE);
 	cr_assert_eq(pkt.ip[0].header_len, 28);
+	cr_assert_eq(pkt.ip[0].l4_offset, 14 + 28); /* past the options */
 	cr_assert_eq(pkt.ip[0].ip_len, 36);
 	cr_assert_eq(pkt.ip[0].sport, 5353);
 	cr_assert_eq(pkt.ip[0].dport, 53);

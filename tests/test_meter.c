@@ -486,6 +486,88 @@ Test(meter_timeout, misordered_timestamps_keep_time_monotonic)
 	mm_meter_free(m);
 }
 
+Test(meter_timeout, time_stepping_back_past_idle_timeout_restarts_the_table)
+{
+	struct mm_meter *m = default_meter();
+	struct mm_meter_stats st;
+
+	/* Two captures of different days metered as one stream: the second is older. */
+	udp(m, T0, "192.0.2.1", 5000, "198.51.100.1", 53, 60);
+	udp(m, T0 - S(7200), "192.0.2.1", 5000, "198.51.100.1", 53, 60);
+	udp(m, T0 - S(7200) + S(1), "198.51.100.1", 53, "192.0.2.1", 5000, 90);
+	mm_meter_finish(m);
+	mm_meter_get_stats(m, &st);
+	cr_assert_eq(st.clock_steps_back, 1);
+	cr_assert_eq(got.n, 2, "one flow per day, the older one whole");
+	sort_by_id();
+	cr_assert_eq(got.flows[0].end_reason, MM_END_FORCED);
+	cr_assert_eq(mm_flow_packets(&got.flows[0]), 1);
+	cr_assert_eq(got.flows[1].fwd_packets, 1);
+	cr_assert_eq(got.flows[1].rev_packets, 1);
+	cr_assert_eq(got.flows[1].first_ns, T0 - S(7200));
+	mm_meter_free(m);
+}
+
+/* An NTP datagram 192.0.2.1:123 → 198.51.100.1:123 with the given mode, as a frame. */
+static size_t ntp_frame(uint8_t *buf, size_t cap, const char *src, const char *dst, uint8_t mode)
+{
+	struct mm_packet_spec spec;
+	size_t len;
+
+	memset(&spec, 0, sizeof(spec));
+	spec.src = addr(src);
+	spec.dst = addr(dst);
+	spec.proto = 17;
+	spec.sport = 123;
+	spec.dport = 123;
+	spec.payload_len = 48;
+	len = mm_packet_build(&spec, buf, cap);
+	cr_assert_gt(len, 14 + 20 + 8);
+	buf[14 + 20 + 8] = (uint8_t)(4 << 3 | mode); /* LI 0, version 4, mode */
+	return len;
+}
+
+static void meter_ntp_pair(struct mm_meter *m)
+{
+	uint8_t frames[2][128];
+	struct mm_raw_packet raw[2];
+
+	/* As in Zeek's misordered-ntp trace: the server's reply is seen first. */
+	raw[0].cap_len = (uint32_t)ntp_frame(frames[0], sizeof(frames[0]), "17.253.4.253",
+					     "192.168.1.95", 4 /* server */);
+	raw[1].cap_len = (uint32_t)ntp_frame(frames[1], sizeof(frames[1]), "192.168.1.95",
+					     "17.253.4.253", 3 /* client */);
+	for (int i = 0; i < 2; i++) {
+		raw[i].data = frames[i];
+		raw[i].wire_len = raw[i].cap_len;
+		raw[i].ts_ns = T0 + (uint64_t)i * S(1);
+		raw[i].linktype = MM_LINK_ETHERNET;
+	}
+	mm_meter_packets(m, raw, 2);
+	mm_meter_finish(m);
+}
+
+Test(meter_direction, zeek_mode_follows_zeeks_ntp_role_flip)
+{
+	struct mm_meter *m = zeek_meter();
+
+	meter_ntp_pair(m);
+	/* Zeek: the client becomes the originator and keeps both packets counted as its own. */
+	assert_endpoints(only_flow(), "192.168.1.95", 123, "17.253.4.253", 123);
+	cr_assert_eq(only_flow()->fwd_packets, 2);
+	cr_assert_eq(only_flow()->rev_packets, 0);
+	cr_assert_eq(only_flow()->fwd_bytes, 2 * 76);
+	mm_meter_free(m);
+
+	/* Outside Zeek mode the wire is reported as it was: first sender, one packet each way. */
+	m = default_meter();
+	meter_ntp_pair(m);
+	assert_endpoints(only_flow(), "17.253.4.253", 123, "192.168.1.95", 123);
+	cr_assert_eq(only_flow()->fwd_packets, 1);
+	cr_assert_eq(only_flow()->rev_packets, 1);
+	mm_meter_free(m);
+}
+
 /* ---- fragments ---------------------------------------------------------- */
 
 static struct mm_pkt_ip fragment(uint16_t offset, uint16_t payload, bool more, uint32_t id)

@@ -30,35 +30,8 @@ struct conn_log {
 };
 
 struct totals {
-	size_t zeek, matched, known, extra;
+	size_t zeek, matched, extra;
 };
-
-/*
- * Differences that come from Zeek reading payload, which a flow meter does
- * not do; docs/zeek-compat.md explains each. A listed connection still
- * counts as a mismatch unless it differs, so a change shows up here.
- */
-static const struct known_difference {
-	const char *capture, *orig_h, *orig_p, *resp_h, *resp_p, *proto, *why;
-} known_differences[] = {
-	{ "scripts.base.protocols.ntp.misordered-ntp", "192.168.1.95", "123", "17.253.4.253", "123",
-	  "udp",
-	  "Zeek's NTP analyzer flips the originator by the NTP mode in the payload and does not "
-	  "swap the packet counters it already has (docs/zeek-compat.md, 'NTP')" },
-};
-
-static const struct known_difference *known_difference(const char *capture, const struct conn *z)
-{
-	for (size_t i = 0; i < sizeof(known_differences) / sizeof(known_differences[0]); i++) {
-		const struct known_difference *k = &known_differences[i];
-
-		if (strcmp(k->capture, capture) == 0 && strcmp(k->orig_h, z->orig_h) == 0 &&
-		    strcmp(k->orig_p, z->orig_p) == 0 && strcmp(k->resp_h, z->resp_h) == 0 &&
-		    strcmp(k->resp_p, z->resp_p) == 0 && strcmp(k->proto, z->proto) == 0)
-			return k;
-	}
-	return NULL;
-}
 
 static size_t split(char *line, char sep, char **fields, size_t max)
 {
@@ -239,7 +212,6 @@ static void compare_capture(const char *name, struct conn_log *zeek, struct conn
 
 	for (size_t i = 0; i < zeek->n; i++) {
 		struct conn *z = &zeek->conns[i], *m = find_unmatched_tuple(ours, z);
-		const struct known_difference *k = known_difference(name, z);
 
 		if (m)
 			m->matched = true;
@@ -247,12 +219,8 @@ static void compare_capture(const char *name, struct conn_log *zeek, struct conn
 			matched++;
 			continue;
 		}
-		printf("  %s %s: %s:%s -> %s:%s %s: %s\n", k ? "KNOWN   " : "MISMATCH", name,
-		       z->orig_h, z->orig_p, z->resp_h, z->resp_p, z->proto, why);
-		if (k) {
-			printf("           why: %s\n", k->why);
-			t->known++;
-		}
+		printf("  MISMATCH %s: %s:%s -> %s:%s %s: %s\n", name, z->orig_h, z->orig_p,
+		       z->resp_h, z->resp_p, z->proto, why);
 	}
 	for (size_t i = 0; i < ours->n; i++) {
 		const struct conn *m = &ours->conns[i];
@@ -350,14 +318,12 @@ Test(zeek_compare, conn_log_counts_match_zeek, .timeout = 300)
 		free(names[i]);
 	}
 	share = t.zeek ? 100.0 * (double)t.matched / (double)t.zeek : 0;
-	printf("overall: %zu of %zu Zeek connections matched (%.1f%%); %zu known, documented "
-	       "differences; %zu other mismatches; %zu extra mamori flows\n",
-	       t.matched, t.zeek, share, t.known, t.zeek - t.matched - t.known, t.extra);
+	printf("overall: %zu of %zu Zeek connections matched (%.1f%%); %zu mismatches; "
+	       "%zu extra mamori flows\n",
+	       t.matched, t.zeek, share, t.zeek - t.matched, t.extra);
 	fflush(stdout);
 	cr_assert_gt(t.zeek, 0);
-	/* The known differences need payload analysis; the rest must match. */
-	cr_assert_geq(t.matched * 100, (t.zeek - t.known) * 99,
-		      "only %zu of %zu Zeek connections (without %zu known differences) matched",
-		      t.matched, t.zeek - t.known, t.known);
+	cr_assert_geq(t.matched * 100, t.zeek * 99, "only %zu of %zu Zeek connections matched",
+		      t.matched, t.zeek);
 	free(root);
 }

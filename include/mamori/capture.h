@@ -1,8 +1,10 @@
 /*
  * Packet sources for the meter: capture files (pcap and pcapng, read through
  * mmap by mamori's own bounds-checked reader) and live interfaces (libpcap).
- * A source hands out packets in batches; the bytes stay in the source's
- * buffer (the mapped file or libpcap's ring) and are never copied.
+ * A source hands out packets in batches. File packets stay in the mapped
+ * file and are never copied; live packets are copied once into a batch
+ * buffer, because libpcap hands its ring blocks back to the kernel as soon
+ * as a dispatch returns.
  */
 #ifndef MAMORI_CAPTURE_H
 #define MAMORI_CAPTURE_H
@@ -73,9 +75,10 @@ int mm_capture_set_filter(struct mm_capture *cap, const char *bpf);
 
 /*
  * Fills up to max packets. Returns the number filled (> 0), 0 at the end of
- * a file (or when a live capture was broken), or a negative status on a
- * fatal error. A corrupt record ends a file early: it is counted in errors
- * and mm_last_error() says where (file name and byte offset).
+ * a file (or when a live capture was broken), MM_EAGAIN when a live read
+ * timed out (about 50 ms) with nothing captured, or another negative status
+ * on a fatal error. A corrupt record ends a file early: it is counted in
+ * errors and mm_last_error() says where (file name and byte offset).
  */
 int mm_capture_next_batch(struct mm_capture *cap, struct mm_raw_packet *pkts, int max);
 

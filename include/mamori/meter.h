@@ -89,6 +89,7 @@ struct mm_meter_stats {
 	uint64_t peak_flows;
 	uint64_t fragments;          /* fragment packets seen */
 	uint64_t datagrams_reassembled;
+	uint64_t clock_steps_back;   /* times time jumped back beyond an idle timeout: table flushed */
 	uint64_t table_bytes;        /* memory held by the flow and fragment tables */
 };
 

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pcap/pcap.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -261,6 +262,15 @@ int mm_capture_open_live(struct mm_capture **out, const char *iface, int snaplen
 	cap->live_ns_per_frac =
 		pcap_get_tstamp_precision(cap->live) == PCAP_TSTAMP_PRECISION_NANO ? 1 : 1000;
 	cap->live_linktype = dlt_to_linktype(pcap_datalink(cap->live));
+	/*
+	 * Non-blocking reads plus our own poll: with TPACKET_V3 libpcap waits
+	 * for the kernel to retire a block and never returns on a silent link,
+	 * so a quiet interface would keep idle flows in the table forever.
+	 */
+	if (pcap_setnonblock(cap->live, 1, errbuf) < 0 || pcap_get_selectable_fd(cap->live) < 0) {
+		rc = mm_fail(MM_EIO, "capture: %s: cannot poll the capture: %s", iface, errbuf);
+		goto out;
+	}
 	reserve = pcap_snapshot(cap->live) + LIVE_PACKET_SLACK;
 	cap->live_per_dispatch = (int)(LIVE_BATCH_BYTES / (size_t)reserve);
 	if (cap->live_per_dispatch < 1)
@@ -472,19 +482,25 @@ static int next_live_batch(struct mm_capture *cap, struct mm_raw_packet *pkts, i
 	int per_dispatch = max < cap->live_per_dispatch ? max : cap->live_per_dispatch;
 	int rc = 0;
 
-	while (fill.n == 0 && !cap->broken) {
-		cap->live_batch_used = 0;
+	struct pollfd pfd = { .fd = pcap_get_selectable_fd(cap->live), .events = POLLIN };
+
+	if (cap->broken)
+		return 0;
+	cap->live_batch_used = 0;
+	rc = pcap_dispatch(cap->live, per_dispatch, live_packet, (u_char *)&fill);
+	if (rc == 0 && !cap->broken && poll(&pfd, 1, LIVE_TIMEOUT_MS) > 0)
 		rc = pcap_dispatch(cap->live, per_dispatch, live_packet, (u_char *)&fill);
-		if (++cap->live_dispatches % LIVE_STATS_EVERY == 0)
-			refresh_live_drops(cap);
-		if (rc == PCAP_ERROR_BREAK)
-			break;
-		if (rc < 0)
-			return mm_fail(MM_EIO, "capture: %s: %s", cap->name, pcap_geterr(cap->live));
-	}
-	if (fill.n == 0)
+	if (++cap->live_dispatches % LIVE_STATS_EVERY == 0)
 		refresh_live_drops(cap);
-	return fill.n;
+	if (rc == PCAP_ERROR_BREAK || cap->broken) {
+		refresh_live_drops(cap);
+		return fill.n;
+	}
+	if (rc < 0)
+		return mm_fail(MM_EIO, "capture: %s: %s", cap->name, pcap_geterr(cap->live));
+	/* A read timeout with nothing captured: the caller's chance to expire
+	 * flows on a quiet link before waiting again. */
+	return fill.n > 0 ? fill.n : MM_EAGAIN;
 }
 
 int mm_capture_next_batch(struct mm_capture *cap, struct mm_raw_packet *pkts, int max)

@@ -71,6 +71,7 @@ struct span {
 
 struct decoder {
 	struct mm_pkt *out;
+	const uint8_t *frame;   /* start of the frame, for l4_offset */
 	unsigned max_depth;
 	bool vlan_seen;
 };
@@ -950,6 +951,7 @@ static enum mm_anomaly decode_ip_layer(struct decoder *d, struct span *s, uint16
 	}
 	if (a != MM_ANOM_NONE)
 		return a;
+	ip->l4_offset = (uint32_t)(payload.p - d->frame);
 	a = decode_l4(ip, &payload);
 	if (a == MM_ANOM_L4_TRUNCATED && ip->frag == MM_FRAG_FIRST) {
 		d->out->n_ip++;
@@ -967,7 +969,7 @@ static enum mm_anomaly decode_ip_layer(struct decoder *d, struct span *s, uint16
 enum mm_anomaly mm_decode_packet(uint16_t linktype, const uint8_t *frame, uint32_t cap_len,
 				 unsigned max_depth, struct mm_pkt *out)
 {
-	struct decoder d = { .out = out, .max_depth = max_depth, .vlan_seen = false };
+	struct decoder d = { .out = out, .frame = frame, .max_depth = max_depth, .vlan_seen = false };
 	struct span s = { .p = frame, .len = cap_len };
 	uint16_t type = 0;
 	enum mm_anomaly a;

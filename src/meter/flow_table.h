@@ -37,6 +37,7 @@ enum ft_state {
 	FT_CLOSED = 1u << 4,        /* FIN both ways or RST: lingering */
 	FT_ICMP_SET = 1u << 5,      /* icmp_type/code hold the first message */
 	FT_SYNACK_FIRST = 1u << 6,  /* Zeek mode: the originator opened with a SYN-ACK */
+	FT_NTP_FLIPPED = 1u << 7,   /* Zeek mode: the NTP mode rule turned the flow round */
 };
 
 /*

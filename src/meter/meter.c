@@ -34,6 +34,10 @@
 #define PROTO_ICMP6 58
 #define PROTO_SCTP 132
 
+#define NTP_PORT 123
+#define NTP_MODE_CLIENT 3
+#define NTP_MODE_SERVER 4
+
 /*
  * Likely server ports, standing in for Zeek's likely_server_ports (which
  * the loaded analyzers fill): well-known services whose port names the
@@ -62,7 +66,8 @@ struct mm_meter {
 	void *sink_ctx;
 	struct flow_table *flows;
 	struct frag_table *frags;
-	uint64_t now_ns;           /* max timestamp seen: the table clock never runs back */
+	uint64_t now_ns;           /* max timestamp seen: the table clock never runs back... */
+	uint64_t step_back_ns;     /* ...unless it jumps back further than the shortest idle timeout */
 	uint64_t last_id;
 	struct mm_meter_stats stats;
 	size_t n_out;
@@ -70,6 +75,7 @@ struct mm_meter {
 	uint8_t tcp_server[65536 / 8];
 	uint8_t udp_server[65536 / 8];
 	enum mm_anomaly batch_anom[METER_BATCH];
+	uint8_t batch_ntp_mode[METER_BATCH];
 	struct mm_pkt batch[METER_BATCH];
 	struct layer_key batch_keys[METER_BATCH][MM_ENCAP_MAX + 1];
 };
@@ -136,6 +142,16 @@ static int check_config(const struct mm_meter_config *c)
 	return rc;
 }
 
+static uint64_t shortest_idle(const struct mm_meter_config *c)
+{
+	uint64_t t = c->idle_tcp_ns;
+
+	t = c->idle_udp_ns < t ? c->idle_udp_ns : t;
+	t = c->idle_icmp_ns < t ? c->idle_icmp_ns : t;
+	t = c->idle_other_ns < t ? c->idle_other_ns : t;
+	return t;
+}
+
 static void fill_port_set(uint8_t *set, const uint16_t *ports, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
@@ -163,6 +179,7 @@ int mm_meter_new(struct mm_meter **out, const struct mm_meter_config *cfg, mm_fl
 	if (!m)
 		return mm_fail(MM_ENOMEM, "meter: out of memory");
 	m->cfg = *cfg;
+	m->step_back_ns = shortest_idle(cfg);
 	m->sink = sink;
 	m->sink_ctx = sink_ctx;
 	fill_port_set(m->tcp_server, tcp_server_ports,
@@ -368,10 +385,32 @@ static void expire_due(struct mm_meter *m, size_t budget)
 	}
 }
 
+static void end_all(struct mm_meter *m)
+{
+	uint32_t idx;
+
+	while ((idx = flow_table_pop_earliest(m->flows)) != FT_NONE)
+		end_flow(m, idx, MM_END_FORCED);
+	frag_table_clear(m->frags);
+}
+
 static void advance_clock(struct mm_meter *m, uint64_t ts_ns, size_t budget)
 {
-	if (ts_ns > m->now_ns)
+	if (ts_ns > m->now_ns) {
 		m->now_ns = ts_ns;
+	} else if (m->now_ns - ts_ns > m->step_back_ns) {
+		/*
+		 * Time went back further than a flow may stay idle: a second
+		 * capture of an earlier period, or a clock reset. A packet that
+		 * old would start a flow already past its deadline under the old
+		 * clock, ending every new flow at once; so the table's flows end
+		 * and the clock restarts. Reordering by less (a few packets
+		 * swapped on the wire) keeps the clock.
+		 */
+		end_all(m);
+		m->now_ns = ts_ns;
+		m->stats.clock_steps_back++;
+	}
 	expire_due(m, budget);
 	frag_table_expire(m->frags, m->now_ns);
 }
@@ -495,8 +534,33 @@ static void add_parent(struct ft_entry *e, uint64_t parent)
 	}
 }
 
+/*
+ * Zeek's NTP analyzer (attached by responder port 123) turns a connection
+ * round, once, when the originator sends a server-mode message or the
+ * responder a client-mode one; the packet counts taken so far stay with
+ * the originator role, now the other host. --compat zeek reproduces that,
+ * so conn.log comparisons hold for NTP too.
+ */
+static void zeek_ntp_flip(const struct mm_meter *m, struct ft_entry *e, bool from_a, uint8_t ntp_mode)
+{
+	bool orig_b = e->state & FT_ORIG_IS_B;
+	bool from_orig = from_a == !orig_b;
+	uint16_t resp_port = orig_b ? e->key.port_a : e->key.port_b;
+	uint64_t t;
+
+	if (!m->cfg.zeek_compat || !ntp_mode || (e->state & FT_NTP_FLIPPED) || resp_port != NTP_PORT)
+		return;
+	if (!((ntp_mode == NTP_MODE_SERVER && from_orig) || (ntp_mode == NTP_MODE_CLIENT && !from_orig)))
+		return;
+	e->state ^= FT_ORIG_IS_B;
+	e->state |= FT_NTP_FLIPPED;
+	t = e->pkts_ab, e->pkts_ab = e->pkts_ba, e->pkts_ba = t;
+	t = e->bytes_ab, e->bytes_ab = e->bytes_ba, e->bytes_ba = t;
+}
+
 static void update_flow(struct mm_meter *m, uint32_t idx, uint64_t ts_ns,
-			const struct mm_pkt_ip *ip, bool from_a, uint64_t parent, uint8_t flow_flags)
+			const struct mm_pkt_ip *ip, bool from_a, uint64_t parent, uint8_t flow_flags,
+			uint8_t ntp_mode)
 {
 	struct ft_entry *e = flow_table_entry(m->flows, idx);
 	/* Zeek stops moving a connection's last time once both sides closed. */
@@ -525,6 +589,7 @@ static void update_flow(struct mm_meter *m, uint32_t idx, uint64_t ts_ns,
 	}
 	add_parent(e, parent);
 	e->flow_flags |= flow_flags;
+	zeek_ntp_flip(m, e, from_a, ntp_mode);
 }
 
 /* A found entry whose time is up, or a closed TCP flow reopened by a fresh SYN, ends first. */
@@ -547,7 +612,8 @@ static bool ends_before_packet(struct mm_meter *m, uint32_t idx, const struct mm
 
 /* Counts one IP layer in its flow; returns the flow id, 0 if no room could be made. */
 static uint64_t account_layer(struct mm_meter *m, uint64_t ts_ns, const struct mm_pkt_ip *ip,
-			      const struct layer_key *lk, uint64_t parent, uint8_t flow_flags)
+			      const struct layer_key *lk, uint64_t parent, uint8_t flow_flags,
+			      uint8_t ntp_mode)
 {
 	uint32_t idx = flow_table_find(m->flows, &lk->key, lk->hash);
 
@@ -558,7 +624,7 @@ static uint64_t account_layer(struct mm_meter *m, uint64_t ts_ns, const struct m
 		if (idx == FT_NONE)
 			return 0;
 	}
-	update_flow(m, idx, ts_ns, ip, lk->from_a, parent, flow_flags);
+	update_flow(m, idx, ts_ns, ip, lk->from_a, parent, flow_flags, ntp_mode);
 	return flow_table_entry(m->flows, idx)->id;
 }
 
@@ -576,7 +642,7 @@ static bool account_fragment(struct mm_meter *m, uint64_t ts_ns, uint16_t vlan,
 	case FRAG_DONE:
 		build_key(vlan, &whole, &lk);
 		lk.hash = flow_table_hash(m->flows, &lk.key);
-		account_layer(m, ts_ns, &whole, &lk, parent, MM_FLOW_FRAGMENTS);
+		account_layer(m, ts_ns, &whole, &lk, parent, MM_FLOW_FRAGMENTS, 0);
 		return true;
 	case FRAG_REFUSED:
 		break;
@@ -586,7 +652,7 @@ static bool account_fragment(struct mm_meter *m, uint64_t ts_ns, uint16_t vlan,
 
 static void account_packet(struct mm_meter *m, uint64_t ts_ns, uint32_t wire_len,
 			   enum mm_anomaly anomaly, const struct mm_pkt *p,
-			   const struct layer_key *keys)
+			   const struct layer_key *keys, uint8_t ntp_mode)
 {
 	unsigned n = counted_layers(p);
 	uint64_t parent = 0;
@@ -605,7 +671,7 @@ static void account_packet(struct mm_meter *m, uint64_t ts_ns, uint32_t wire_len
 			break;
 		}
 		parent = account_layer(m, ts_ns, ip, &keys[i], parent,
-				       i + 1 < n ? MM_FLOW_TUNNEL : 0);
+				       i + 1 < n ? MM_FLOW_TUNNEL : 0, i + 1 == n ? ntp_mode : 0);
 		metered |= parent != 0;
 	}
 	if (metered)
@@ -619,13 +685,34 @@ void meter_account(struct mm_meter *m, uint64_t ts_ns, uint32_t wire_len, const 
 	struct layer_key keys[MM_ENCAP_MAX + 1];
 
 	prepare_keys(m, pkt, keys);
-	account_packet(m, ts_ns, wire_len, MM_ANOM_NONE, pkt, keys);
+	account_packet(m, ts_ns, wire_len, MM_ANOM_NONE, pkt, keys, 0);
 	flush_sink(m);
 }
 
 size_t meter_max_probe(const struct mm_meter *m)
 {
 	return flow_table_max_probe(m->flows);
+}
+
+/*
+ * The NTP mode (RFC 5905 §7.3: the low 3 bits of the first byte) of an
+ * unfragmented UDP port-123 datagram, read only under --compat zeek for
+ * zeek_ntp_flip; 0 otherwise. It decides a direction and is kept nowhere.
+ */
+static uint8_t ntp_mode_of(const struct mm_meter *m, const struct mm_raw_packet *r,
+			   const struct mm_pkt *p)
+{
+	const struct mm_pkt_ip *ip;
+	uint32_t off;
+
+	if (!m->cfg.zeek_compat || p->n_ip == 0)
+		return 0;
+	ip = &p->ip[p->n_ip - 1];
+	if (ip->proto != PROTO_UDP || !ip->has_ports || ip->frag != MM_FRAG_NONE ||
+	    (ip->sport != NTP_PORT && ip->dport != NTP_PORT))
+		return 0;
+	off = ip->l4_offset + 8;
+	return off < r->cap_len ? r->data[off] & 7 : 0;
 }
 
 static void prefetch_entries(struct mm_meter *m, size_t i)
@@ -648,6 +735,7 @@ void mm_meter_packets(struct mm_meter *m, const struct mm_raw_packet *pkts, size
 
 			m->batch_anom[i] = mm_decode_packet(r->linktype, r->data, r->cap_len,
 							    m->cfg.max_encap_depth, &m->batch[i]);
+			m->batch_ntp_mode[i] = ntp_mode_of(m, r, &m->batch[i]);
 			prepare_keys(m, &m->batch[i], m->batch_keys[i]);
 		}
 		/*
@@ -660,7 +748,8 @@ void mm_meter_packets(struct mm_meter *m, const struct mm_raw_packet *pkts, size
 			if (i + PREFETCH_AHEAD < k)
 				prefetch_entries(m, i + PREFETCH_AHEAD);
 			account_packet(m, pkts[off + i].ts_ns, pkts[off + i].wire_len,
-				       m->batch_anom[i], &m->batch[i], m->batch_keys[i]);
+				       m->batch_anom[i], &m->batch[i], m->batch_keys[i],
+				       m->batch_ntp_mode[i]);
 		}
 	}
 	flush_sink(m);
@@ -674,12 +763,8 @@ void mm_meter_advance(struct mm_meter *m, uint64_t now_ns)
 
 void mm_meter_finish(struct mm_meter *m)
 {
-	uint32_t idx;
-
 	advance_clock(m, m->now_ns, SIZE_MAX);
-	while ((idx = flow_table_pop_earliest(m->flows)) != FT_NONE)
-		end_flow(m, idx, MM_END_FORCED);
-	frag_table_clear(m->frags);
+	end_all(m);
 	flush_sink(m);
 }
 

@@ -346,6 +346,8 @@ static void print_counters(const struct meter_run *run, FILE *fp)
 		print_counter(fp, "fragments", NULL, ms.fragments);
 		print_counter(fp, "datagrams-reassembled", NULL, ms.datagrams_reassembled);
 	}
+	if (ms.clock_steps_back)
+		print_counter(fp, "clock-steps-back", NULL, ms.clock_steps_back);
 	print_counter(fp, "flows-exported", NULL, ms.flows_exported);
 	for (unsigned r = 0; r < sizeof(ms.exported_by_reason) / sizeof(ms.exported_by_reason[0]); r++)
 		if (ms.exported_by_reason[r])
