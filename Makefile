@@ -15,7 +15,7 @@ bootstrap:
 	@scripts/bootstrap
 
 build/build.ninja:
-	$(MESON) setup build --buildtype=release -Dshared_data=$(SHARED_DATA)
+	$(MESON) setup build --buildtype=release -Db_lto=true -Dshared_data=$(SHARED_DATA)
 
 build: build/build.ninja
 	$(NINJA) -C build

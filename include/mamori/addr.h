@@ -27,10 +27,17 @@ struct mm_prefix {
 /* Longest prefix text form plus NUL. */
 #define MM_PREFIX_STRLEN (MM_ADDR_STRLEN + 4)
 
+/* Word compares rather than memcmp: these run per packet and must stay inline. */
 static inline bool mm_addr_is_v4(const struct mm_addr *a)
 {
-	static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
-	return memcmp(a->b, mapped, 12) == 0;
+	static const uint8_t mapped_tail[4] = { 0, 0, 0xff, 0xff };
+	uint64_t head;
+	uint32_t tail, want;
+
+	memcpy(&head, a->b, 8);
+	memcpy(&tail, a->b + 8, 4);
+	memcpy(&want, mapped_tail, 4);
+	return head == 0 && tail == want;
 }
 
 /* From four bytes in network order (as they stand in an IPv4 header). */
@@ -59,14 +66,36 @@ static inline void mm_addr_set_v6(struct mm_addr *a, const uint8_t v6[16])
 	memcpy(a->b, v6, 16);
 }
 
+static inline uint64_t mm_addr_be64_(const uint8_t *p)
+{
+	uint64_t v;
+
+	memcpy(&v, p, 8);
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	v = __builtin_bswap64(v);
+#endif
+	return v;
+}
+
+/* Byte-wise order (as memcmp), returned as -1, 0 or 1. */
 static inline int mm_addr_cmp(const struct mm_addr *a, const struct mm_addr *b)
 {
-	return memcmp(a->b, b->b, 16);
+	uint64_t x = mm_addr_be64_(a->b), y = mm_addr_be64_(b->b);
+
+	if (x == y) {
+		x = mm_addr_be64_(a->b + 8);
+		y = mm_addr_be64_(b->b + 8);
+	}
+	return (x > y) - (x < y);
 }
 
 static inline bool mm_addr_eq(const struct mm_addr *a, const struct mm_addr *b)
 {
-	return memcmp(a->b, b->b, 16) == 0;
+	uint64_t x[2], y[2];
+
+	memcpy(x, a->b, 16);
+	memcpy(y, b->b, 16);
+	return ((x[0] ^ y[0]) | (x[1] ^ y[1])) == 0;
 }
 
 /*

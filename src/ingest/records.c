@@ -28,6 +28,7 @@ struct rec_scratch {
 	uint32_t start_up, end_up;
 	uint64_t duration_ns;
 	uint64_t interval, space;
+	uint64_t size, population;    /* random n-out-of-N sampling (RFC 5477 samplingSize/Population) */
 	bool has_sampler_id, has_interval, has_sys_init;
 	uint32_t sampler_id;
 	uint64_t sys_init_ms;
@@ -113,17 +114,24 @@ static void apply_op(const struct msg_ctx *m, struct rec_scratch *r, const struc
 	case OP_DURATION_US: r->duration_ns = v * 1000; r->have |= HAVE_DURATION; break;
 	case OP_SAMPLING_INTERVAL: r->interval = v; r->has_interval = true; break;
 	case OP_SAMPLING_SPACE: r->space = v; break;
+	case OP_SAMPLING_SIZE: r->size = v; break;
+	case OP_SAMPLING_POPULATION: r->population = v; r->has_interval = true; break;
 	case OP_SAMPLER_ID: r->sampler_id = (uint32_t)v; r->has_sampler_id = true; break;
 	case OP_SYS_INIT_MS: r->sys_init_ms = v; r->has_sys_init = true; break;
 	}
 }
 
-/* 1-in-N from an interval and, for systematic count-based sampling, the space between. */
+/*
+ * 1-in-N from an interval and, for systematic count-based sampling, the
+ * space between; for n-out-of-N sampling, N / n.
+ */
 static uint32_t sampling_rate(const struct rec_scratch *r)
 {
 	uint64_t rate = r->interval;
 
-	if (r->space && r->interval)
+	if (r->population && r->size)
+		rate = r->population / r->size;
+	else if (r->space && r->interval)
 		rate = (r->interval + r->space) / r->interval;
 	return rate > UINT32_MAX ? UINT32_MAX : (uint32_t)rate;
 }

@@ -53,6 +53,8 @@ static uint8_t op_for_iana(uint16_t id)
 	case 162: return OP_DURATION_US;
 	case 34: case 50: case 305: return OP_SAMPLING_INTERVAL;
 	case 306: return OP_SAMPLING_SPACE;
+	case 309: return OP_SAMPLING_SIZE;                   /* RFC 5477: n of ... */
+	case 310: return OP_SAMPLING_POPULATION;             /* ... N packets */
 	case 48: case 302: return OP_SAMPLER_ID;             /* samplerId, selectorId */
 	case 160: return OP_SYS_INIT_MS;
 	default: return 0;
@@ -85,8 +87,8 @@ static bool op_len_ok(uint8_t kind, uint16_t len)
 
 static bool op_for_options(uint8_t kind)
 {
-	return kind == OP_SAMPLING_INTERVAL || kind == OP_SAMPLING_SPACE || kind == OP_SAMPLER_ID ||
-	       kind == OP_SYS_INIT_MS;
+	return kind == OP_SAMPLING_INTERVAL || kind == OP_SAMPLING_SPACE || kind == OP_SAMPLING_SIZE ||
+	       kind == OP_SAMPLING_POPULATION || kind == OP_SAMPLER_ID || kind == OP_SYS_INIT_MS;
 }
 
 static uint8_t op_kind(const struct tmpl_spec *spec, const struct tmpl_field *f)
