@@ -3,14 +3,16 @@
  * functions that render a record into a bounded line buffer, and one
  * streaming loop that writes each line as it is rendered, so memory does
  * not grow with the number of flows and a failing stream is seen at once.
+ * Fields are appended by small formatters instead of printf: on a large
+ * capture printf cost more than metering itself.
  */
 #include "mamori/flow_output.h"
 
 #include "mamori/status.h"
 #include "mamori/timefmt.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,10 +30,24 @@ struct line {
 	char buf[LINE_CAP];
 };
 
+/*
+ * The "YYYY-MM-DDT" text of the last day an ISO time fell on. Times in
+ * a run cluster within a day, so the calendar is consulted once a day
+ * instead of once a field.
+ */
+#define DATE_TEXT_LEN 11
+
+struct date_cache {
+	bool valid;
+	bool plain;   /* the day has 86400 seconds as libc counts them (see date_cache_fill) */
+	uint64_t day; /* days since the epoch */
+	char text[DATE_TEXT_LEN + 1];
+};
+
 struct format_ops {
 	const char *name;
 	void (*header)(struct line *l);  /* NULL: none */
-	void (*record)(struct line *l, const struct mm_flow *f);
+	void (*record)(struct line *l, struct date_cache *dates, const struct mm_flow *f);
 	void (*trailer)(struct line *l); /* NULL: none */
 };
 
@@ -40,50 +56,110 @@ struct mm_flow_writer {
 	FILE *fp;
 	bool header_written;
 	bool failed;        /* the stream failed once; every later call says so */
+	struct date_cache dates;
 	struct line line;
 };
 
-static void line_reset(struct line *l)
+/* ---- formatters: write at p (room checked by the caller), return the end ---- */
+
+#define U64_TEXT_MAX 20 /* digits of UINT64_MAX */
+
+/* "00" "01" … "99": one table lookup yields two digits, halving the divisions. */
+static const char digit_pairs[201] =
+	"00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+	"40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+	"8081828384858687888990919293949596979899";
+
+static unsigned decimal_digits(uint64_t v)
 {
-	l->len = 0;
+	unsigned n = 1;
+
+	for (uint64_t limit = 10; v >= limit; limit *= 10) {
+		n++;
+		if (n == U64_TEXT_MAX)
+			break;
+	}
+	return n;
 }
 
-static void line_printf(struct line *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void line_printf(struct line *l, const char *fmt, ...)
+/* Writes the low digits of v ending just before end, two at a time. */
+static void fill_digits_backwards(char *end, uint64_t v)
 {
-	size_t room = LINE_CAP - l->len;
-	va_list ap;
-	int n;
+	uint32_t small;
 
-	va_start(ap, fmt);
-	n = vsnprintf(l->buf + l->len, room, fmt, ap);
-	va_end(ap);
-	MM_BUG(n < 0 || (size_t)n >= room);
-	l->len += (size_t)n;
+	/* 64-bit division is several times slower than 32-bit: leave it early. */
+	while (v > UINT32_MAX) {
+		end -= 2;
+		memcpy(end, digit_pairs + 2 * (v % 100), 2);
+		v /= 100;
+	}
+	small = (uint32_t)v;
+	while (small >= 100) {
+		end -= 2;
+		memcpy(end, digit_pairs + 2 * (small % 100), 2);
+		small /= 100;
+	}
+	if (small >= 10)
+		memcpy(end - 2, digit_pairs + 2 * small, 2);
+	else
+		end[-1] = (char)('0' + small);
 }
 
-static void line_puts(struct line *l, const char *s)
+/* As printf's %llu. */
+static char *fmt_u64(char *p, uint64_t v)
 {
-	size_t n = strlen(s);
+	char *end = p + decimal_digits(v);
 
-	MM_BUG(n >= LINE_CAP - l->len);
-	memcpy(l->buf + l->len, s, n);
-	l->len += n;
+	fill_digits_backwards(end, v);
+	return end;
 }
 
-static void line_putc(struct line *l, char c)
+/* Exactly width digits, zero-padded (printf's %0*u); v must be below 10^width. */
+static char *fmt_fixed(char *p, uint32_t v, unsigned width)
 {
-	MM_BUG(l->len + 1 >= LINE_CAP);
-	l->buf[l->len++] = c;
+	char *end = p + width;
+
+	memset(p, '0', width);
+	fill_digits_backwards(end, v);
+	return end;
 }
 
-/* ---- field renderings shared by the formats ---- */
-
-static bool addr_is_zero(const struct mm_addr *a)
+static char *fmt_str(char *p, const char *s, size_t len)
 {
-	static const struct mm_addr zero;
-	return mm_addr_eq(a, &zero);
+	memcpy(p, s, len);
+	return p + len;
+}
+
+static char *fmt_octet(char *p, unsigned b)
+{
+	if (b >= 100) {
+		*p++ = (char)('0' + b / 100);
+		b %= 100;
+		return fmt_str(p, digit_pairs + 2 * b, 2);
+	}
+	if (b >= 10)
+		return fmt_str(p, digit_pairs + 2 * b, 2);
+	*p++ = (char)('0' + b);
+	return p;
+}
+
+/*
+ * mm_addr_format's text: IPv4 dotted quad by hand (most flows are IPv4),
+ * IPv6 through inet_ntop, whose RFC 5952 rules (longest zero run, embedded
+ * IPv4 forms) are not worth repeating for the rarer family.
+ */
+static char *fmt_addr(char *p, const struct mm_addr *a)
+{
+	if (!mm_addr_is_v4(a)) {
+		inet_ntop(AF_INET6, a->b, p, MM_ADDR_STRLEN);
+		return p + strlen(p);
+	}
+	for (int i = 12; i < 16; i++) {
+		if (i > 12)
+			*p++ = '.';
+		p = fmt_octet(p, a->b[i]);
+	}
+	return p;
 }
 
 /* Protocols whose flows carry ports (ICMP: type and counterpart type or code). */
@@ -92,27 +168,183 @@ static bool proto_has_ports(uint8_t proto)
 	return proto == 1 || proto == 6 || proto == 17 || proto == 58 || proto == 132;
 }
 
-/* "a.b.c.d:port", "[v6]:port", or the bare address for protocols without ports. */
-static void put_endpoint(struct line *l, const struct mm_addr *a, uint16_t port, uint8_t proto)
-{
-	char text[MM_ADDR_STRLEN];
+#define ENDPOINT_TEXT_MAX (MM_ADDR_STRLEN + 8) /* "[" addr "]:" port */
 
-	mm_addr_format(a, text);
+/* "a.b.c.d:port", "[v6]:port", or the bare address for protocols without ports. */
+static char *fmt_endpoint(char *p, const struct mm_addr *a, uint16_t port, uint8_t proto)
+{
 	if (!proto_has_ports(proto))
-		line_puts(l, text);
-	else if (mm_addr_is_v4(a))
-		line_printf(l, "%s:%u", text, port);
-	else
-		line_printf(l, "[%s]:%u", text, port);
+		return fmt_addr(p, a);
+	if (mm_addr_is_v4(a)) {
+		p = fmt_addr(p, a);
+	} else {
+		*p++ = '[';
+		p = fmt_addr(p, a);
+		*p++ = ']';
+	}
+	*p++ = ':';
+	return fmt_u64(p, port);
 }
 
+#define SECONDS_US_MAX (U64_TEXT_MAX + 7)
+
 /* Seconds with microseconds, rounded to the nearest microsecond (as Zeek's %.6f does). */
-static void put_seconds_us(struct line *l, uint64_t ns)
+static char *fmt_seconds_us(char *p, uint64_t ns)
 {
 	uint64_t us = ns / 1000 + (ns % 1000 >= 500);
 
-	line_printf(l, "%llu.%06llu", (unsigned long long)(us / 1000000),
-		    (unsigned long long)(us % 1000000));
+	p = fmt_u64(p, us / 1000000);
+	*p++ = '.';
+	return fmt_fixed(p, (uint32_t)(us % 1000000), 6);
+}
+
+/* "YYYY-MM-DDT" of tm, as mm_time_format_iso writes it. */
+static void date_text(const struct tm *tm, char out[DATE_TEXT_LEN + 1])
+{
+	snprintf(out, DATE_TEXT_LEN + 1, "%04d-%02d-%02dT", tm->tm_year + 1900, tm->tm_mon + 1,
+		 tm->tm_mday);
+}
+
+/*
+ * Caches the date of day. A day is plain when libc puts its first and
+ * last second at 00:00:00 and 23:59:59 of one date; a TZ database that
+ * counts leap seconds ("right/…") makes gmtime_r disagree with plain
+ * arithmetic, and such days keep asking gmtime_r so the text stays libc's.
+ */
+static void date_cache_fill(struct date_cache *dc, uint64_t day)
+{
+	time_t first = (time_t)(day * 86400), last = first + 86399;
+	struct tm tf, tl;
+
+	gmtime_r(&first, &tf);
+	gmtime_r(&last, &tl);
+	dc->valid = true;
+	dc->day = day;
+	dc->plain = tf.tm_hour == 0 && tf.tm_min == 0 && tf.tm_sec == 0 && tl.tm_hour == 23 &&
+		    tl.tm_min == 59 && tl.tm_sec == 59 && tf.tm_mday == tl.tm_mday;
+	date_text(&tf, dc->text);
+}
+
+static char *fmt_hms(char *p, int hour, int min, int sec)
+{
+	p = fmt_fixed(p, (uint32_t)hour, 2);
+	*p++ = ':';
+	p = fmt_fixed(p, (uint32_t)min, 2);
+	*p++ = ':';
+	return fmt_fixed(p, (uint32_t)sec, 2);
+}
+
+#define TIME_ISO_MAX 32 /* "YYYY-MM-DDTHH:MM:SS.uuuuuuZ" is 27 */
+
+/* mm_time_format_iso's text: microseconds truncated, not rounded. */
+static char *fmt_time_iso(char *p, struct date_cache *dc, uint64_t ns)
+{
+	uint64_t secs = ns / MM_NS_PER_SEC, day = secs / 86400;
+	uint32_t in_day = (uint32_t)(secs % 86400);
+
+	if (!dc->valid || dc->day != day)
+		date_cache_fill(dc, day);
+	if (dc->plain) {
+		p = fmt_str(p, dc->text, DATE_TEXT_LEN);
+		p = fmt_hms(p, (int)(in_day / 3600), (int)(in_day / 60 % 60), (int)(in_day % 60));
+	} else {
+		time_t t = (time_t)secs;
+		struct tm tm;
+		char text[DATE_TEXT_LEN + 1];
+
+		gmtime_r(&t, &tm);
+		date_text(&tm, text);
+		p = fmt_str(p, text, DATE_TEXT_LEN);
+		p = fmt_hms(p, tm.tm_hour, tm.tm_min, tm.tm_sec);
+	}
+	*p++ = '.';
+	p = fmt_fixed(p, (uint32_t)(ns % MM_NS_PER_SEC / 1000), 6);
+	*p++ = 'Z';
+	return p;
+}
+
+#define UID_LEN 18
+
+static char *fmt_uid(char *p, uint64_t id);
+
+/* ---- the line: every append reserves its worst case first ---- */
+
+static void line_reset(struct line *l)
+{
+	l->len = 0;
+}
+
+/* Room for up to max bytes at the end of the line; running out is a bug. */
+static char *line_reserve(struct line *l, size_t max)
+{
+	MM_BUG(max >= LINE_CAP - l->len);
+	return l->buf + l->len;
+}
+
+static void line_commit(struct line *l, const char *end)
+{
+	l->len = (size_t)(end - l->buf);
+}
+
+static void line_put(struct line *l, const char *s, size_t len)
+{
+	line_commit(l, fmt_str(line_reserve(l, len), s, len));
+}
+
+static void line_puts(struct line *l, const char *s)
+{
+	line_put(l, s, strlen(s));
+}
+
+/* A string literal, its length known at compile time. */
+#define LINE_LIT(l, lit) line_put((l), "" lit, sizeof(lit) - 1)
+
+static void line_putc(struct line *l, char c)
+{
+	*line_reserve(l, 1) = c;
+	l->len++;
+}
+
+static void put_u64(struct line *l, uint64_t v)
+{
+	line_commit(l, fmt_u64(line_reserve(l, U64_TEXT_MAX), v));
+}
+
+/* A number followed by one separator, the commonest shape in every format. */
+static void put_u64_sep(struct line *l, uint64_t v, char sep)
+{
+	char *p = fmt_u64(line_reserve(l, U64_TEXT_MAX + 1), v);
+
+	*p++ = sep;
+	line_commit(l, p);
+}
+
+static void put_addr(struct line *l, const struct mm_addr *a)
+{
+	line_commit(l, fmt_addr(line_reserve(l, MM_ADDR_STRLEN), a));
+}
+
+static void put_time_iso(struct line *l, struct date_cache *dc, uint64_t ns)
+{
+	line_commit(l, fmt_time_iso(line_reserve(l, TIME_ISO_MAX), dc, ns));
+}
+
+static void put_seconds_us(struct line *l, uint64_t ns)
+{
+	line_commit(l, fmt_seconds_us(line_reserve(l, SECONDS_US_MAX), ns));
+}
+
+static void put_uid(struct line *l, uint64_t id)
+{
+	line_commit(l, fmt_uid(line_reserve(l, UID_LEN), id));
+}
+
+/* ---- field renderings shared by the formats ---- */
+
+static bool addr_is_zero(const struct mm_addr *a)
+{
+	static const struct mm_addr zero;
+	return mm_addr_eq(a, &zero);
 }
 
 static uint64_t flow_duration_ns(const struct mm_flow *f)
