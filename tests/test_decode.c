@@ -1,11 +1,13 @@
 /*
  * meter/decode.c: every link type, VLAN/MPLS/PPPoE/PBB/VN-Tag, IPv4
  * options, IPv6 extension chains, fragments, every tunnel and every
- * anomaly on crafted frames; then every packet of the shared Zeek and
- * nDPI captures, which must decode without any anomaly but "not IP".
+ * anomaly on crafted frames; the fast path against the general one on
+ * thousands of random synthetic frames; then every packet of the shared
+ * Zeek and nDPI captures, which must decode without any anomaly but "not IP".
  */
 #include "mamori/capture.h"
 #include "mamori/status.h"
+#include "mamori/synth.h"
 #include "meter/decode.h"
 #include "test_util.h"
 
@@ -1263,6 +1265,387 @@ Test(decode, anomaly_names)
 		for (unsigned j = 0; j < i; j++)
 			cr_assert_str_neq(name, mm_anomaly_name(j));
 	}
+}
+
+/* ---- the fast path against the general path ---- */
+
+/* splitmix64: a fixed seed makes every run decode the same frames. */
+static uint64_t rnd(uint64_t *state)
+{
+	uint64_t z = (*state += 0x9e3779b97f4a7c15u);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+	return z ^ (z >> 31);
+}
+
+static uint32_t rnd_below(uint64_t *state, uint32_t n)
+{
+	return (uint32_t)(rnd(state) % n);
+}
+
+/* Opens n bytes at `at` in a frame of *len bytes (cap sizeof buffer), filled with fill. */
+static void open_gap(uint8_t *b, uint32_t *len, uint32_t cap, uint32_t at, uint32_t n, uint8_t fill)
+{
+	cr_assert_leq(*len + n, cap);
+	memmove(b + at + n, b + at, *len - at);
+	memset(b + at, fill, n);
+	*len += n;
+}
+
+/* Asserts that two decodes of frame i agree on the anomaly and on every field they report. */
+#define SAME_FIELD(f)                                                                        \
+	cr_assert_eq(x->f, y->f, "frame %u layer %u: %s %u, general %u", i, l, #f,           \
+		     (unsigned)x->f, (unsigned)y->f)
+
+static void expect_same_decode(unsigned i, enum mm_anomaly got_a, const struct mm_pkt *got,
+			       enum mm_anomaly want_a, const struct mm_pkt *want)
+{
+	unsigned l = 0;
+
+	cr_assert_eq(got_a, want_a, "frame %u: anomaly %s, general %s", i, mm_anomaly_name(got_a),
+		     mm_anomaly_name(want_a));
+	cr_assert_eq(got->vlan, want->vlan, "frame %u: vlan", i);
+	cr_assert_eq(got->n_ip, want->n_ip, "frame %u: n_ip", i);
+	for (l = 0; l < want->n_ip; l++) {
+		const struct mm_pkt_ip *x = &got->ip[l], *y = &want->ip[l];
+		cr_assert(mm_addr_eq(&x->src, &y->src), "frame %u layer %u: src", i, l);
+		cr_assert(mm_addr_eq(&x->dst, &y->dst), "frame %u layer %u: dst", i, l);
+		SAME_FIELD(ip_len);
+		SAME_FIELD(frag_id);
+		SAME_FIELD(frag_offset);
+		SAME_FIELD(sport);
+		SAME_FIELD(dport);
+		SAME_FIELD(version);
+		SAME_FIELD(proto);
+		SAME_FIELD(frag);
+		SAME_FIELD(more_frags);
+		SAME_FIELD(has_ports);
+		SAME_FIELD(tcp_flags);
+		SAME_FIELD(icmp_type);
+		SAME_FIELD(icmp_code);
+		SAME_FIELD(tunnel);
+		SAME_FIELD(header_len);
+		SAME_FIELD(l4_offset);
+	}
+}
+
+/*
+ * What the changes to a built frame say about the fast path, weakest
+ * first: a frame left plain is the fast path's to take; one given options,
+ * fragments, extension headers, a tunnel port or another protocol must be
+ * left to the general path; once a frame is cut or corrupted, only the
+ * two results must agree.
+ */
+enum fast_verdict {
+	FAST_MUST,
+	FAST_MUST_NOT,
+	FAST_EITHER,
+};
+
+static enum fast_verdict worse(enum fast_verdict a, enum fast_verdict b)
+{
+	return a > b ? a : b;
+}
+
+static const uint16_t tunnel_ports[] = { 4789, 6081, 2152, 3544, 5072 };
+
+/* A random spec: either family, TCP/UDP/ICMP mostly, any ports, tunnel ports now and then. */
+static enum fast_verdict random_spec(uint64_t *rs, struct mm_packet_spec *spec)
+{
+	/* TCP, UDP, ICMP, ICMPv6, then SCTP, GRE, IPIP, IPv6-in-IP, ESP, hop-by-hop, fragment. */
+	static const uint8_t protos[] = { 6, 6, 6, 17, 17, 17, 1, 58, 132, 47, 4, 41, 50, 0, 44 };
+	enum fast_verdict v = FAST_MUST;
+
+	memset(spec, 0, sizeof(*spec));
+	if (rnd_below(rs, 2)) {
+		mm_addr_set_v4_u32(&spec->src, (uint32_t)rnd(rs));
+		mm_addr_set_v4_u32(&spec->dst, (uint32_t)rnd(rs));
+	} else {
+		uint64_t w[4] = { rnd(rs), rnd(rs), rnd(rs), rnd(rs) };
+		memcpy(spec->src.b, w, 16);
+		memcpy(spec->dst.b, w + 2, 16);
+		spec->src.b[0] = spec->dst.b[0] = 0x20; /* 2000::/3, never v4-mapped */
+	}
+	spec->proto = protos[rnd_below(rs, sizeof(protos))];
+	spec->sport = (uint16_t)rnd(rs);
+	spec->dport = (uint16_t)rnd(rs);
+	if (rnd_below(rs, 4) == 0) {
+		if (rnd_below(rs, 2))
+			spec->sport = tunnel_ports[rnd_below(rs, 5)];
+		else
+			spec->dport = tunnel_ports[rnd_below(rs, 5)];
+	}
+	spec->tcp_flags = (uint8_t)rnd(rs);
+	spec->icmp_type = (uint8_t)rnd(rs);
+	spec->icmp_code = (uint8_t)rnd(rs);
+	spec->vlan = rnd_below(rs, 3) == 0 ? (uint16_t)(1 + rnd_below(rs, 4095)) : 0;
+	spec->payload_len = (uint16_t)rnd_below(rs, 300);
+	if (spec->proto == 17) {
+		for (unsigned k = 0; k < 5; k++)
+			if (spec->sport == tunnel_ports[k] || spec->dport == tunnel_ports[k])
+				v = FAST_MUST_NOT;
+	} else if (spec->proto != 6 && spec->proto != 1 && spec->proto != 58) {
+		v = FAST_MUST_NOT;
+	}
+	return v;
+}
+
+static void set16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)(v >> 8);
+	p[1] = (uint8_t)v;
+}
+
+static uint16_t get16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] << 8 | p[1]);
+}
+
+/* A built frame being changed: b[0 .. len), IP header at l3. */
+struct mut_frame {
+	uint8_t b[2048];
+	uint32_t len, l3;
+	bool v4;
+	uint8_t proto;
+};
+
+/*
+ * The VLAN priority and DEI bits, IPv4 identification, DF and the reserved
+ * bit, IPv6 class and flow label: still plain.
+ */
+static enum fast_verdict mut_plain_fields(uint64_t *rs, struct mut_frame *f)
+{
+	uint8_t *ip = f->b + f->l3;
+
+	if (f->l3 == 18)
+		f->b[14] = (uint8_t)(f->b[14] | rnd_below(rs, 16) << 4);
+	if (f->v4) {
+		set16(ip + 4, (uint16_t)rnd(rs));
+		set16(ip + 6, (uint16_t)(rnd_below(rs, 4) << 14)); /* reserved, DF; MF and offset 0 */
+	} else {
+		ip[0] = (uint8_t)(0x60 | rnd_below(rs, 16));
+		ip[1] = (uint8_t)rnd(rs);
+		set16(ip + 2, (uint16_t)rnd(rs));
+	}
+	return FAST_MUST;
+}
+
+/* Any IPv4 total length or IPv6 payload length up to past the frame; often 0, as offload leaves it. */
+static enum fast_verdict mut_ip_length(uint64_t *rs, struct mut_frame *f)
+{
+	uint16_t len = rnd_below(rs, 4) ? (uint16_t)rnd_below(rs, f->len - f->l3 + 40) : 0;
+
+	set16(f->b + f->l3 + (f->v4 ? 2 : 4), len);
+	return FAST_EITHER;
+}
+
+/* Any TCP data offset (the byte's high nibble), in or past the bytes present. */
+static enum fast_verdict mut_tcp_offset(uint64_t *rs, struct mut_frame *f)
+{
+	uint32_t at = f->l3 + (f->v4 ? 20 : 40) + 12;
+
+	if (f->proto == 6 && at < f->len)
+		f->b[at] = (uint8_t)(rnd_below(rs, 16) << 4);
+	return FAST_EITHER;
+}
+
+/* One random byte anywhere from the Ethernet type to the end of the transport header. */
+static enum fast_verdict mut_flip_byte(uint64_t *rs, struct mut_frame *f)
+{
+	uint32_t end = f->l3 + 60 < f->len ? f->l3 + 60 : f->len;
+
+	f->b[12 + rnd_below(rs, end - 12)] = (uint8_t)rnd(rs);
+	return FAST_EITHER;
+}
+
+/* The Ethernet type the fast path does not take: QinQ, MPLS, ARP, or the other IP version's. */
+static enum fast_verdict mut_ether_type(uint64_t *rs, struct mut_frame *f)
+{
+	static const uint16_t types[] = { 0x88a8, 0x8847, 0x0806 };
+	uint32_t at = rnd_below(rs, 2) ? 12 : f->l3 - 2; /* outer or (if tagged) inner type */
+
+	if (rnd_below(rs, 2))
+		set16(f->b + f->l3 - 2, f->v4 ? 0x86dd : 0x0800);
+	else
+		set16(f->b + at, types[rnd_below(rs, 3)]);
+	return FAST_MUST_NOT;
+}
+
+/* Ethernet padding behind the datagram: not payload, still plain. */
+static enum fast_verdict mut_padding(uint64_t *rs, struct mut_frame *f)
+{
+	open_gap(f->b, &f->len, sizeof(f->b), f->len, 1 + rnd_below(rs, 40), (uint8_t)rnd(rs));
+	return FAST_MUST;
+}
+
+/* IPv4 options (NOPs, IHL 6..15) or an IPv6 hop-by-hop, routing or destination options header. */
+static enum fast_verdict mut_options(uint64_t *rs, struct mut_frame *f)
+{
+	static const uint8_t ext[] = { 0, 43, 60 };
+	uint8_t *ip = f->b + f->l3;
+
+	if (f->v4) {
+		uint32_t words = 1 + rnd_below(rs, 10);
+		uint32_t hlen = (ip[0] & 0x0fu) * 4;
+		open_gap(f->b, &f->len, sizeof(f->b), f->l3 + hlen, words * 4, 0x01);
+		ip[0] = (uint8_t)(ip[0] + words);
+		set16(ip + 2, (uint16_t)(get16(ip + 2) + words * 4));
+	} else {
+		uint32_t units = 1 + rnd_below(rs, 3);
+		open_gap(f->b, &f->len, sizeof(f->b), f->l3 + 40, units * 8, 0);
+		ip[40] = ip[6];                   /* next header: what the IPv6 header named */
+		ip[41] = (uint8_t)(units - 1);    /* length in 8-byte units after the first */
+		set16(ip + 42, (uint16_t)(0x0100 | (units * 8 - 4))); /* PadN over the rest */
+		ip[6] = ext[rnd_below(rs, 3)];
+		set16(ip + 4, (uint16_t)(get16(ip + 4) + units * 8));
+	}
+	return FAST_MUST_NOT;
+}
+
+/* A first, middle or last fragment (IPv4 MF, offset or both); an IPv6 fragment header, even an atomic one. */
+static enum fast_verdict mut_fragment(uint64_t *rs, struct mut_frame *f)
+{
+	uint8_t *ip = f->b + f->l3;
+
+	if (f->v4) {
+		uint16_t offset = (uint16_t)(1 + rnd_below(rs, 0x1fff)); /* in 8-byte units */
+		uint16_t dont_fragment = rnd_below(rs, 2) ? 0x4000 : 0;
+		static const uint16_t kinds[3] = { 0x2000, 0x2000, 0 }; /* MF: first, middle; last */
+		unsigned kind = rnd_below(rs, 3);
+		set16(ip + 6, (uint16_t)(dont_fragment | kinds[kind] | (kind ? offset : 0)));
+	} else {
+		uint32_t id = (uint32_t)rnd(rs);
+		open_gap(f->b, &f->len, sizeof(f->b), f->l3 + 40, 8, 0);
+		ip[40] = ip[6];                             /* next header */
+		set16(ip + 42, (uint16_t)(rnd(rs) & 0xfff9)); /* offset, M flag */
+		set16(ip + 44, (uint16_t)(id >> 16));        /* identification */
+		set16(ip + 46, (uint16_t)id);
+		ip[6] = 44;
+		set16(ip + 4, (uint16_t)(get16(ip + 4) + 8));
+	}
+	return FAST_MUST_NOT;
+}
+
+/*
+ * Frame i: a random spec built by mm_packet_build, each change above made
+ * with probability 1/8 (in this order, so the ones that move headers come
+ * last), sometimes cut short. Returns what that says about the fast path;
+ * *cap_len gets the bytes to decode.
+ */
+static enum fast_verdict random_frame(uint64_t *rs, struct mut_frame *f, uint32_t *cap_len)
+{
+	static enum fast_verdict (*const changes[])(uint64_t *, struct mut_frame *) = {
+		mut_plain_fields, mut_ip_length, mut_tcp_offset, mut_flip_byte,
+		mut_ether_type,   mut_padding,   mut_options,    mut_fragment,
+	};
+	struct mm_packet_spec spec;
+	enum fast_verdict v = random_spec(rs, &spec);
+
+	f->len = (uint32_t)mm_packet_build(&spec, f->b, sizeof(f->b));
+	cr_assert_gt(f->len, 0);
+	f->l3 = spec.vlan ? 18 : 14;
+	f->v4 = mm_addr_is_v4(&spec.src);
+	f->proto = spec.proto;
+	for (unsigned k = 0; k < sizeof(changes) / sizeof(changes[0]); k++)
+		if (rnd_below(rs, 8) == 0)
+			v = worse(v, changes[k](rs, f));
+	*cap_len = f->len;
+	if (rnd_below(rs, 6) == 0) {
+		*cap_len = rnd_below(rs, f->len);
+		v = FAST_EITHER;
+	}
+	return v;
+}
+
+Test(decode_fast, agrees_with_the_general_path_on_random_frames)
+{
+	uint64_t rs = 0x6d616d6f7269u; /* "mamori" */
+	unsigned n_taken = 0, n_must = 0, n_must_not = 0;
+
+	for (unsigned i = 0; i < 6000; i++) {
+		struct mut_frame f;
+		struct mm_pkt general, entry, fast;
+		uint32_t cap_len;
+		enum fast_verdict v = random_frame(&rs, &f, &cap_len);
+		/* Exactly the captured bytes, so that a sanitizer build sees any read past them. */
+		uint8_t *frame = malloc(cap_len ? cap_len : 1);
+
+		cr_assert_not_null(frame);
+		memcpy(frame, f.b, cap_len);
+
+		/* Different garbage in each: a field one path leaves unset cannot compare equal. */
+		memset(&general, 0x5a, sizeof(general));
+		memset(&entry, 0xa5, sizeof(entry));
+		memset(&fast, 0xc3, sizeof(fast));
+		enum mm_anomaly a_general = decode_packet_general(MM_LINK_ETHERNET, frame, cap_len,
+								  MM_ENCAP_MAX, &general);
+		enum mm_anomaly a_entry = mm_decode_packet(MM_LINK_ETHERNET, frame, cap_len,
+							   MM_ENCAP_MAX, &entry);
+		bool taken = decode_packet_fast(MM_LINK_ETHERNET, frame, cap_len, &fast);
+
+		free(frame);
+
+		expect_same_decode(i, a_entry, &entry, a_general, &general);
+		if (taken) {
+			expect_same_decode(i, MM_ANOM_NONE, &fast, a_general, &general);
+			n_taken++;
+		}
+		if (v == FAST_MUST) {
+			cr_assert(taken, "frame %u: plain, but left to the general path", i);
+			n_must++;
+		} else if (v == FAST_MUST_NOT) {
+			cr_assert_not(taken, "frame %u: taken by the fast path", i);
+			n_must_not++;
+		}
+	}
+	/* Enough of each kind that the comparison means something. */
+	cr_assert_gt(n_must, 1000, "%u plain frames", n_must);
+	cr_assert_gt(n_must_not, 1000, "%u frames for the general path", n_must_not);
+	cr_assert_geq(n_taken, n_must);
+}
+
+Test(decode_fast, leaves_tunnel_ports_and_other_links_to_the_general_path)
+{
+	struct mm_pkt pkt;
+
+	for (unsigned k = 0; k < 5; k++) {
+		for (unsigned as_source = 0; as_source < 2; as_source++) {
+			struct frame f = { .len = 0 };
+			uint16_t port = tunnel_ports[k];
+			struct udp_outer o = put_eth_ipv4_udp(&f, as_source ? port : 40000,
+							      as_source ? 40000 : port);
+			put32(&f, 0); /* 8 zero bytes: a tunnel header of no valid kind */
+			put32(&f, 0);
+			fix_udp_outer(&f, o);
+			cr_assert_not(decode_packet_fast(MM_LINK_ETHERNET, f.b, f.len, &pkt),
+				      "port %u", port);
+		}
+	}
+	/* A UDP datagram on ports 40000 -> 53 is the fast path's, but only on Ethernet. */
+	struct frame f = { .len = 0 };
+	struct udp_outer o = put_eth_ipv4_udp(&f, 40000, 53);
+	put32(&f, 0); /* payload */
+	fix_udp_outer(&f, o);
+	cr_assert(decode_packet_fast(MM_LINK_ETHERNET, f.b, f.len, &pkt));
+	cr_assert_not(decode_packet_fast(MM_LINK_LINUX_SLL, f.b, f.len, &pkt));
+}
+
+/* VXLAN still decapsulates through mm_decode_packet: the fast path hands port 4789 on. */
+Test(decode_fast, vxlan_still_decapsulates)
+{
+	struct frame f = { .len = 0 };
+	struct mm_pkt pkt;
+	struct udp_outer o = put_eth_ipv4_udp(&f, 50000, 4789);
+
+	put32(&f, 0x08000000u); /* VXLAN: I flag */
+	put32(&f, 0x00000100u); /* VNI 1, reserved */
+	put_eth(&f, 0x0800);
+	put_inner_ipv4_udp(&f);
+	fix_udp_outer(&f, o);
+	cr_assert_eq(decode(MM_LINK_ETHERNET, &f, &pkt), MM_ANOM_NONE);
+	cr_assert_eq(pkt.n_ip, 2);
+	cr_assert_eq(pkt.ip[0].tunnel, MM_TUNNEL_VXLAN);
+	check_inner_udp(&pkt.ip[1]);
 }
 
 /* ---- every packet of the shared captures ---- */

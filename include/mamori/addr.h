@@ -43,9 +43,10 @@ static inline bool mm_addr_is_v4(const struct mm_addr *a)
 /* From four bytes in network order (as they stand in an IPv4 header). */
 static inline void mm_addr_set_v4(struct mm_addr *a, const uint8_t v4[4])
 {
-	memset(a->b, 0, 10);
-	a->b[10] = 0xff;
-	a->b[11] = 0xff;
+	/* The prefix as one constant: compilers then write it in two word stores. */
+	static const uint8_t mapped_prefix[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+
+	memcpy(a->b, mapped_prefix, 12);
 	memcpy(a->b + 12, v4, 4);
 }
 

@@ -6,6 +6,7 @@
 #ifndef MAMORI_CLI_H
 #define MAMORI_CLI_H
 
+#include <stdbool.h>
 #include <stdio.h>
 
 /* Exit codes, documented in `mamori --help` and docs/mamori.1. */
@@ -30,6 +31,30 @@ int cli_usage_error(const char *command, const char *fmt, ...) __attribute__((fo
 
 /* Prints "mamori NAME: <last library error>" and returns the mapped exit code. */
 int cli_fail(const char *command, int status);
+
+/* An output file: standard output, or a path published by rename on success. */
+struct cli_output {
+	FILE *fp;
+	const char *name; /* as given, for messages; NULL: standard output */
+	char *path;       /* the regular file to publish; NULL: written in place */
+	char *tmp_path;   /* its temporary name while the run lasts */
+};
+
+/* Opens path (NULL: standard output); 0 or MM_EIO naming the path. */
+int cli_output_open(struct cli_output *out, const char *path);
+
+/* Publishes the file when ok, removes the temporary otherwise; 0 or MM_EIO. */
+int cli_output_close(struct cli_output *out, bool ok);
+
+/* True when standard output is a pipe or socket whose reader has gone. */
+bool cli_stdout_reader_gone(void);
+
+/*
+ * The first SIGINT/SIGTERM calls stop (which must be async-signal-safe) so
+ * the job finishes cleanly; a second one kills. SIGPIPE is ignored, so a
+ * closed output pipe shows up as EPIPE from write.
+ */
+void cli_install_stop_signals(void (*stop)(void));
 
 int cmd_meter(int argc, char **argv);
 int cmd_synth(int argc, char **argv);

@@ -377,27 +377,6 @@ static unsigned default_workers(void)
 	return n > MM_COLLECT_WORKERS_MAX ? MM_COLLECT_WORKERS_MAX : (unsigned)n;
 }
 
-static void on_stop_signal(int sig)
-{
-	(void)sig;
-	mm_pipeline_collect_stop();
-}
-
-/* The first SIGINT/SIGTERM finishes cleanly; a second one kills (SA_RESETHAND). */
-static void install_signals(void)
-{
-	struct sigaction sa;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_stop_signal;
-	sa.sa_flags = SA_RESETHAND;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	/* A closed output pipe then shows up as EPIPE from write, not a kill. */
-	signal(SIGPIPE, SIG_IGN);
-}
-
 static void build_job(const struct collect_options *o, struct mm_collect_job *job, FILE *out, FILE *stats)
 {
 	bool local_output = !o->forward || o->format_set || o->output_path;
@@ -431,32 +410,34 @@ static void build_job(const struct collect_options *o, struct mm_collect_job *jo
 static int run_job(struct collect_options *o)
 {
 	struct mm_collect_job job;
-	FILE *out = stdout, *stats = o->quiet ? NULL : stderr;
+	struct cli_output out;
+	FILE *stats = o->quiet ? NULL : stderr;
 	int rc, exit_code = CLI_EXIT_OK;
 
-	if (o->output_path && !(out = fopen(o->output_path, "w"))) {
-		fprintf(stderr, "mamori collect: %s: %s\n", o->output_path, strerror(errno));
-		return CLI_EXIT_INTERNAL;
-	}
+	rc = cli_output_open(&out, o->output_path);
+	if (rc)
+		return cli_fail("collect", rc);
 	if (o->stats_path && !(stats = fopen(o->stats_path, "a"))) {
 		fprintf(stderr, "mamori collect: %s: %s\n", o->stats_path, strerror(errno));
-		exit_code = CLI_EXIT_INTERNAL;
-		goto out;
+		cli_output_close(&out, false);
+		return CLI_EXIT_INTERNAL;
 	}
-	build_job(o, &job, out, stats);
-	install_signals();
+	build_job(o, &job, out.fp, stats);
+	cli_install_stop_signals(mm_pipeline_collect_stop);
 	rc = mm_pipeline_collect(&job);
-	if (rc)
+	if (rc == MM_EIO && !out.name && cli_stdout_reader_gone()) {
+		/* The reader of our output went away (| head): done, quietly. */
+		rc = 0;
+	} else if (rc) {
 		exit_code = cli_fail("collect", rc);
-out:
-	if (o->stats_path && stats && fclose(stats) != 0 && exit_code == CLI_EXIT_OK) {
+	}
+	if (o->stats_path && fclose(stats) != 0 && exit_code == CLI_EXIT_OK) {
 		fprintf(stderr, "mamori collect: %s: %s\n", o->stats_path, strerror(errno));
 		exit_code = CLI_EXIT_INTERNAL;
 	}
-	if (out != stdout && fclose(out) != 0 && exit_code == CLI_EXIT_OK) {
-		fprintf(stderr, "mamori collect: %s: %s\n", o->output_path, strerror(errno));
-		exit_code = CLI_EXIT_INTERNAL;
-	}
+	rc = cli_output_close(&out, exit_code == CLI_EXIT_OK);
+	if (rc && exit_code == CLI_EXIT_OK)
+		exit_code = cli_fail("collect", rc);
 	return exit_code;
 }
 

@@ -332,136 +332,13 @@ static int check_inputs(char *const *files, int n_files)
 	return CLI_EXIT_OK;
 }
 
-/* ---- output file: temporary name, renamed into place on success ---- */
-
-struct output {
-	FILE *fp;
-	const char *name; /* as given, for messages; NULL: standard output */
-	char *path;       /* the regular file to publish; NULL: written in place */
-	char *tmp_path;   /* its temporary name while the run lasts */
-};
-
-static int output_fail(const char *name, const char *what, int err)
-{
-	return mm_fail(MM_EIO, "output: %s: %s: %s", name, what, strerror(err));
-}
-
-/*
- * The file to replace: the path itself, or for a symbolic link the file it
- * names, so the link survives. NULL (errno set) when out of memory.
- */
-static char *publish_path(const char *path)
-{
-	struct stat st;
-
-	if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode)) {
-		char *real = realpath(path, NULL);
-
-		if (real)
-			return real;
-	}
-	return strdup(path);
-}
-
-static int output_open(struct output *out, const char *path)
-{
-	struct stat st;
-	mode_t mask;
-	int fd = -1, err;
-
-	*out = (struct output){ .fp = stdout, .name = path };
-	if (!path)
-		return 0;
-	/* Renaming over a device, FIFO or socket (/dev/null, a named pipe)
-	 * would replace it with a plain file: those are written in place. */
-	if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
-		out->fp = fopen(path, "w");
-		return out->fp ? 0 : output_fail(path, "cannot open", errno);
-	}
-	out->path = publish_path(path);
-	if (!out->path || asprintf(&out->tmp_path, "%s.tmp-XXXXXX", out->path) < 0) {
-		out->tmp_path = NULL;
-		err = ENOMEM;
-		goto fail;
-	}
-	fd = mkstemp(out->tmp_path);
-	if (fd < 0) {
-		err = errno;
-		goto fail;
-	}
-	/* mkstemp makes the file private; give it the mode a plain create would. */
-	mask = umask(0);
-	umask(mask);
-	if (fchmod(fd, 0666 & ~mask) == 0 && (out->fp = fdopen(fd, "w")) != NULL)
-		return 0;
-	err = errno;
-	close(fd);
-	unlink(out->tmp_path);
-fail:
-	free(out->path);
-	free(out->tmp_path);
-	*out = (struct output){ .fp = stdout };
-	return output_fail(path, "cannot create", err);
-}
-
-/* Publishes the file when ok, removes the temporary otherwise. */
-static int output_close(struct output *out, bool ok)
-{
-	int rc = 0;
-
-	if (!out->name)
-		return 0;
-	if (ok && fflush(out->fp) != 0)
-		rc = output_fail(out->name, "write failed", errno);
-	if (ok && rc == 0 && out->path && fsync(fileno(out->fp)) != 0)
-		rc = output_fail(out->name, "fsync failed", errno);
-	if (fclose(out->fp) != 0 && ok && rc == 0)
-		rc = output_fail(out->name, "write failed", errno);
-	if (out->path && ok && rc == 0 && rename(out->tmp_path, out->path) != 0)
-		rc = output_fail(out->name, "cannot rename into place", errno);
-	if (out->path && (!ok || rc != 0))
-		unlink(out->tmp_path);
-	free(out->path);
-	free(out->tmp_path);
-	return rc;
-}
-
-/* True when standard output is a pipe or socket whose reader has gone. */
-static bool stdout_reader_gone(void)
-{
-	struct pollfd p = { .fd = STDOUT_FILENO, .events = POLLOUT };
-
-	return poll(&p, 1, 0) == 1 && (p.revents & (POLLERR | POLLHUP));
-}
-
-static void on_stop_signal(int sig)
-{
-	(void)sig;
-	mm_pipeline_stop();
-}
-
-/* The first SIGINT/SIGTERM finishes cleanly; a second one kills (SA_RESETHAND). */
-static void install_signals(void)
-{
-	struct sigaction sa;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_stop_signal;
-	sa.sa_flags = SA_RESETHAND;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	/* A closed output pipe then shows up as EPIPE from write, not a kill. */
-	signal(SIGPIPE, SIG_IGN);
-}
-
 static int run_job(const struct meter_options *o, char *const *files, int n_files)
 {
 	struct mm_meter_job job = { 0 };
-	struct output out;
+	struct cli_output out;
 	int rc, exit_code;
 
-	rc = output_open(&out, o->output_path);
+	rc = cli_output_open(&out, o->output_path);
 	if (rc)
 		return cli_fail("meter", rc);
 	job.files = (const char *const *)files;
@@ -476,15 +353,15 @@ static int run_job(const struct meter_options *o, char *const *files, int n_file
 	job.out = out.fp;
 	job.stats_out = o->quiet ? NULL : stderr;
 	job.progress = !o->quiet;
-	install_signals();
+	cli_install_stop_signals(mm_pipeline_stop);
 
 	rc = mm_pipeline_meter(&job);
-	if (rc == MM_EIO && !out.name && stdout_reader_gone()) {
-		output_close(&out, false);
+	if (rc == MM_EIO && !out.name && cli_stdout_reader_gone()) {
+		cli_output_close(&out, false);
 		return CLI_EXIT_OK;
 	}
 	exit_code = rc ? cli_fail("meter", rc) : CLI_EXIT_OK;
-	rc = output_close(&out, rc == 0);
+	rc = cli_output_close(&out, rc == 0);
 	if (rc && exit_code == CLI_EXIT_OK)
 		exit_code = cli_fail("meter", rc);
 	return exit_code;

@@ -2,7 +2,8 @@
  * Packet decoder (see decode.h): link layer, VLAN/MPLS/PPPoE/PBB/VN-Tag,
  * IPv4/IPv6 with options and extension headers, the L4 ports the meter
  * keys flows on, and the tunnels Zeek decapsulates. Every read is preceded
- * by a length check against the bytes captured; nothing is copied.
+ * by a length check against the bytes captured; nothing is copied. Plain
+ * Ethernet/IP/TCP-UDP-ICMP frames take a fast path to the same result.
  */
 #include "meter/decode.h"
 
@@ -873,6 +874,22 @@ static enum mm_anomaly ayiya_header(struct span *s, struct mm_pkt_ip *outer, uin
 	return MM_ANOM_NONE;
 }
 
+/* The tunnel Zeek looks for behind a UDP port; NONE for every other port. */
+static inline enum mm_tunnel_kind udp_port_tunnel(uint16_t port)
+{
+	/* One compare settles the ports outside the tunnels' span, the per-packet case. */
+	if (port < PORT_GTPU || port > PORT_GENEVE)
+		return MM_TUNNEL_NONE;
+	switch (port) {
+	case PORT_VXLAN: return MM_TUNNEL_VXLAN;
+	case PORT_GENEVE: return MM_TUNNEL_GENEVE;
+	case PORT_GTPU: return MM_TUNNEL_GTPU;
+	case PORT_TEREDO: return MM_TUNNEL_TEREDO;
+	case PORT_AYIYA: return MM_TUNNEL_AYIYA;
+	}
+	return MM_TUNNEL_NONE;
+}
+
 /*
  * UDP tunnels by port. Zeek hands a UDP payload to a tunnel analyzer by the
  * connection's responder port; the requests of a connection carry it as
@@ -881,19 +898,19 @@ static enum mm_anomaly ayiya_header(struct span *s, struct mm_pkt_ip *outer, uin
  */
 static enum mm_anomaly udp_tunnel(struct span *s, struct mm_pkt_ip *outer, uint16_t *type)
 {
-	uint16_t ports[2] = { outer->dport, outer->sport };
+	enum mm_tunnel_kind kind = udp_port_tunnel(outer->dport);
 
-	for (unsigned i = 0; i < 2; i++) {
-		switch (ports[i]) {
-		case PORT_VXLAN: return vxlan_header(s, outer, type);
-		case PORT_GENEVE: return geneve_header(s, outer, type);
-		case PORT_GTPU: return gtpu_header(s, outer, type);
-		case PORT_TEREDO:
-			return teredo_header(s, outer->ip_len - outer->header_len - 8, outer, type);
-		case PORT_AYIYA: return ayiya_header(s, outer, type);
-		}
+	if (kind == MM_TUNNEL_NONE)
+		kind = udp_port_tunnel(outer->sport);
+	switch (kind) {
+	case MM_TUNNEL_VXLAN: return vxlan_header(s, outer, type);
+	case MM_TUNNEL_GENEVE: return geneve_header(s, outer, type);
+	case MM_TUNNEL_GTPU: return gtpu_header(s, outer, type);
+	case MM_TUNNEL_TEREDO:
+		return teredo_header(s, outer->ip_len - outer->header_len - 8, outer, type);
+	case MM_TUNNEL_AYIYA: return ayiya_header(s, outer, type);
+	default: return MM_ANOM_NONE;
 	}
-	return MM_ANOM_NONE;
 }
 
 /*
@@ -966,8 +983,8 @@ static enum mm_anomaly decode_ip_layer(struct decoder *d, struct span *s, uint16
 	return decode_tunnel(s, ip, type);
 }
 
-enum mm_anomaly mm_decode_packet(uint16_t linktype, const uint8_t *frame, uint32_t cap_len,
-				 unsigned max_depth, struct mm_pkt *out)
+enum mm_anomaly decode_packet_general(uint16_t linktype, const uint8_t *frame, uint32_t cap_len,
+				      unsigned max_depth, struct mm_pkt *out)
 {
 	struct decoder d = { .out = out, .frame = frame, .max_depth = max_depth, .vlan_seen = false };
 	struct span s = { .p = frame, .len = cap_len };
@@ -993,6 +1010,166 @@ enum mm_anomaly mm_decode_packet(uint16_t linktype, const uint8_t *frame, uint32
 		if (out->n_ip > d.max_depth)
 			return MM_ANOM_ENCAP_DEPTH;
 	}
+}
+
+/*
+ * The smallest frame the fast path takes (Ethernet, IPv4, UDP); checked
+ * once up front so the Ethernet header and a VLAN tag need no check of
+ * their own.
+ */
+#define FAST_MIN_FRAME (14 + 20 + 8)
+
+/*
+ * IPv4 without options and not a fragment; returns its L4 header, NULL to
+ * give up. *l4_len counts the bytes after the header both captured and
+ * inside the datagram, as decode_ipv4 does: negative when the total length
+ * does not even cover the header, which fast_l4 then refuses.
+ */
+static inline const uint8_t *fast_ipv4(const uint8_t *p, uint32_t len, struct mm_pkt_ip *ip,
+				       int32_t *l4_len)
+{
+	uint32_t total = be16(p + 2);
+
+	if (p[0] != 0x45 || (be16(p + 6) & 0x3fff) != 0)
+		return NULL;
+	*l4_len = (int32_t)(total < len ? total : len) - 20;
+	mm_addr_set_v4(&ip->src, p + 12);
+	mm_addr_set_v4(&ip->dst, p + 16);
+	ip->ip_len = total;
+	ip->frag_id = be16(p + 4);
+	ip->version = 4;
+	ip->proto = p[9];
+	ip->header_len = 20;
+	return p + 20;
+}
+
+/*
+ * IPv6; fast_l4 rules out extension headers by ip->proto. A payload length
+ * of 0 (jumbogram or offload) leaves *l4_len at 0, which fast_l4 refuses,
+ * so such packets get decode_ipv6's rules.
+ */
+static inline const uint8_t *fast_ipv6(const uint8_t *p, uint32_t len, struct mm_pkt_ip *ip,
+				       int32_t *l4_len)
+{
+	uint32_t total = 40u + be16(p + 4);
+
+	if (len < 40 || (p[0] >> 4) != 6)
+		return NULL;
+	*l4_len = (int32_t)(total < len ? total : len) - 40;
+	mm_addr_set_v6(&ip->src, p + 8);
+	mm_addr_set_v6(&ip->dst, p + 24);
+	ip->ip_len = total;
+	ip->frag_id = 0;
+	ip->version = 6;
+	ip->proto = p[6];
+	ip->header_len = 40;
+	return p + 40;
+}
+
+/*
+ * A whole TCP header, a UDP header on no tunnel port, or a whole ICMP
+ * header; sets the L4 fields as decode_l4 does for an unfragmented layer.
+ * The fields most protocols leave at zero are written first, together
+ * (they are neighbours in struct mm_pkt_ip), and TCP, the most common, is
+ * tried first.
+ */
+static inline bool fast_l4(const uint8_t *l4, int32_t l4_len, struct mm_pkt_ip *ip)
+{
+	ip->frag_offset = 0;
+	ip->frag = MM_FRAG_NONE;
+	ip->more_frags = 0;
+	ip->has_ports = 1;
+	ip->tcp_flags = 0;
+	ip->icmp_type = 0;
+	ip->icmp_code = 0;
+	ip->tunnel = MM_TUNNEL_NONE;
+	if (ip->proto == PROTO_TCP) {
+		if (l4_len < 20)
+			return false;
+		/* The data offset in bytes: its nibble times four, straight from the byte. */
+		int32_t data_off = l4[12] >> 2 & 0x3c;
+		if (data_off < 20 || data_off > l4_len)
+			return false;
+		ip->sport = be16(l4);
+		ip->dport = be16(l4 + 2);
+		ip->tcp_flags = l4[13];
+		return true;
+	}
+	if (ip->proto == PROTO_UDP) {
+		if (l4_len < 8)
+			return false;
+		ip->sport = be16(l4);
+		ip->dport = be16(l4 + 2);
+		return udp_port_tunnel(ip->sport) == MM_TUNNEL_NONE &&
+		       udp_port_tunnel(ip->dport) == MM_TUNNEL_NONE;
+	}
+	if (ip->proto == PROTO_ICMP || ip->proto == PROTO_ICMPV6) {
+		if (l4_len < 8)
+			return false;
+		ip->sport = 0;
+		ip->dport = 0;
+		ip->icmp_type = l4[0];
+		ip->icmp_code = l4[1];
+		return true;
+	}
+	return false;
+}
+
+/*
+ * Plain traffic without the general path's dispatch: Ethernet, at most one
+ * 802.1Q tag, IPv4 without options or IPv6 without extension headers, not
+ * a fragment, and a whole TCP or ICMP header or a UDP header on no tunnel
+ * port. When it returns true, out holds exactly what
+ * decode_packet_general would have set. Fields are written as soon as they
+ * are checked, so that few values stay live; when it gives up after that,
+ * the general path rewrites every field it reports.
+ */
+static inline bool decode_fast(uint16_t linktype, const uint8_t *frame, uint32_t cap_len,
+			       struct mm_pkt *out)
+{
+	struct mm_pkt_ip *ip = &out->ip[0];
+	const uint8_t *p = frame + 14, *l4;
+	uint32_t len;
+	int32_t l4_len;
+	uint16_t type;
+
+	if (linktype != MM_LINK_ETHERNET || cap_len < FAST_MIN_FRAME)
+		return false;
+	len = cap_len - 14;
+	type = be16(frame + 12);
+	if (type == ETH_VLAN) {
+		out->vlan = be16(frame + 14) & 0x0fff;
+		type = be16(frame + 16);
+		p += 4;
+		len -= 4;
+	} else {
+		out->vlan = 0;
+	}
+	if (type == ETH_IPV4)
+		l4 = fast_ipv4(p, len, ip, &l4_len);
+	else if (type == ETH_IPV6)
+		l4 = fast_ipv6(p, len, ip, &l4_len);
+	else
+		return false;
+	if (l4 == NULL || !fast_l4(l4, l4_len, ip))
+		return false;
+	ip->l4_offset = (uint32_t)(l4 - frame);
+	out->n_ip = 1;
+	return true;
+}
+
+bool decode_packet_fast(uint16_t linktype, const uint8_t *frame, uint32_t cap_len,
+			struct mm_pkt *out)
+{
+	return decode_fast(linktype, frame, cap_len, out);
+}
+
+enum mm_anomaly mm_decode_packet(uint16_t linktype, const uint8_t *frame, uint32_t cap_len,
+				 unsigned max_depth, struct mm_pkt *out)
+{
+	if (decode_fast(linktype, frame, cap_len, out))
+		return MM_ANOM_NONE;
+	return decode_packet_general(linktype, frame, cap_len, max_depth, out);
 }
 
 const char *mm_anomaly_name(unsigned anomaly)

@@ -11,6 +11,7 @@
 #include "mamori/addr.h"
 #include "mamori/meter.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #define MM_ENCAP_MAX 8        /* hard upper bound of the encapsulation cap */
@@ -71,5 +72,19 @@ struct mm_pkt {
  */
 enum mm_anomaly mm_decode_packet(uint16_t linktype, const uint8_t *frame, uint32_t cap_len,
 				 unsigned max_depth, struct mm_pkt *out);
+
+/*
+ * Module-internal, exposed for tests that hold the two against each other:
+ * mm_decode_packet is decode_packet_fast, for plain Ethernet/IPv4/IPv6
+ * TCP, UDP and ICMP, falling back to decode_packet_general for everything
+ * else.
+ * decode_packet_fast returns false for any frame it does not take (out
+ * then holds nothing valid); when it returns true, out is exactly what
+ * decode_packet_general sets, with anomaly MM_ANOM_NONE.
+ */
+bool decode_packet_fast(uint16_t linktype, const uint8_t *frame, uint32_t cap_len,
+			struct mm_pkt *out);
+enum mm_anomaly decode_packet_general(uint16_t linktype, const uint8_t *frame, uint32_t cap_len,
+				      unsigned max_depth, struct mm_pkt *out);
 
 #endif
