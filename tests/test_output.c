@@ -5,6 +5,7 @@
  */
 #include "mamori/flow_output.h"
 #include "mamori/status.h"
+#include "mamori/timefmt.h"
 
 #include "test_util.h"
 
@@ -495,4 +496,205 @@ Test(output, full_disk_is_an_io_error_at_the_latest_on_finish)
 	cr_assert_eq(rc, MM_EIO);
 	mm_flow_writer_free(w);
 	fclose(fp);
+}
+
+/*
+ * The writers format numbers, times, addresses and uids by hand instead of
+ * with printf, inet_ntop and gmtime_r; these cases pin the hand-written
+ * text to what those functions write, at every edge the code branches on.
+ */
+
+/* Copies the field of column name in row (1 is the first record) of CSV text into out. */
+static void csv_cell(const char *text, size_t row, const char *name, char *out, size_t out_len)
+{
+	enum { MAX_LINES = 1024 };
+	char *copy = strdup(text), **lines = calloc(MAX_LINES, sizeof(*lines));
+	size_t n = split_lines(copy, lines, MAX_LINES);
+
+	cr_assert_lt(row, n);
+	csv_fields(lines[row], csv_column(lines[0], name), out, out_len);
+	free(lines);
+	free(copy);
+}
+
+Test(output, numbers_are_exact_at_every_digit_count_boundary)
+{
+	/* 0, 10^k - 1 and 10^k for k = 1..19, and UINT64_MAX: every digit count, both ends. */
+	enum { N = 2 + 2 * 19 };
+	struct mm_flow flows[N];
+	uint64_t values[N], p = 1;
+	char *text, field[64], want[32];
+
+	values[0] = 0;
+	for (int k = 1; k <= 19; k++) {
+		p *= 10;
+		values[2 * k - 1] = p - 1;
+		values[2 * k] = p;
+	}
+	values[N - 1] = UINT64_MAX;
+	for (size_t i = 0; i < N; i++) {
+		flows[i] = tcp_v4_flow();
+		flows[i].fwd_bytes = values[i];
+		flows[i].last_ns = values[i];
+		flows[i].src_as = (uint32_t)values[i]; /* 32-bit fields wrap to their own edges */
+	}
+	text = render(MM_OUTPUT_CSV, flows, N);
+	for (size_t i = 0; i < N; i++) {
+		snprintf(want, sizeof(want), "%llu", (unsigned long long)values[i]);
+		csv_cell(text, i + 1, "fwd_bytes", field, sizeof(field));
+		cr_assert_str_eq(field, want, "fwd_bytes %s", want);
+		csv_cell(text, i + 1, "last_ns", field, sizeof(field));
+		cr_assert_str_eq(field, want);
+		snprintf(want, sizeof(want), "%u", (uint32_t)values[i]);
+		csv_cell(text, i + 1, "src_as", field, sizeof(field));
+		cr_assert_str_eq(field, want);
+	}
+	free(text);
+}
+
+Test(output, ports_and_ipv4_addresses_at_their_extremes)
+{
+	struct mm_flow f = tcp_v4_flow();
+	char *text, field[64];
+
+	mm_addr_parse(&f.src, "0.0.0.0");
+	mm_addr_parse(&f.dst, "255.255.255.255");
+	mm_addr_parse(&f.next_hop, "10.100.1.9"); /* one, two and three digit octets */
+	f.src_port = 0;
+	f.dst_port = 65535;
+	text = render(MM_OUTPUT_CSV, &f, 1);
+	csv_cell(text, 1, "src", field, sizeof(field));
+	cr_assert_str_eq(field, "0.0.0.0");
+	csv_cell(text, 1, "dst", field, sizeof(field));
+	cr_assert_str_eq(field, "255.255.255.255");
+	csv_cell(text, 1, "next_hop", field, sizeof(field));
+	cr_assert_str_eq(field, "10.100.1.9");
+	csv_cell(text, 1, "src_port", field, sizeof(field));
+	cr_assert_str_eq(field, "0");
+	csv_cell(text, 1, "dst_port", field, sizeof(field));
+	cr_assert_str_eq(field, "65535");
+	free(text);
+	text = render(MM_OUTPUT_TABLE, &f, 1);
+	cr_assert_not_null(strstr(text, " 0.0.0.0:0 -> 255.255.255.255:65535 "), "%s", text);
+	free(text);
+}
+
+Test(output, ipv6_text_is_rfc5952_as_inet_ntop_writes_it)
+{
+	static const struct {
+		const char *in, *want;
+	} cases[] = {
+		{ "::", "::" },
+		{ "::1", "::1" },
+		{ "1::", "1::" },
+		{ "2001:db8:0:0:1:0:0:1", "2001:db8::1:0:0:1" }, /* of equal runs the first */
+		{ "2001:0:0:1:0:0:0:1", "2001:0:0:1::1" },     /* the longest run */
+		{ "1:0:1:0:1:0:1:0", "1:0:1:0:1:0:1:0" },     /* single zero groups stay */
+		{ "2001:DB8:00AB::0C", "2001:db8:ab::c" },     /* lower case, no leading zeros */
+		{ "::1.2.3.4", "::1.2.3.4" },                  /* IPv4-compatible: dotted quad */
+		{ "::0:1:2:3", "::1:2:3" },
+		{ "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff" },
+	};
+	enum { N = sizeof(cases) / sizeof(cases[0]) };
+	struct mm_flow flows[N];
+	char *text, field[64], lib[MM_ADDR_STRLEN];
+
+	for (size_t i = 0; i < N; i++) {
+		flows[i] = tcp_v4_flow();
+		cr_assert_eq(mm_addr_parse(&flows[i].src, cases[i].in), 0, "%s", cases[i].in);
+	}
+	text = render(MM_OUTPUT_CSV, flows, N);
+	for (size_t i = 0; i < N; i++) {
+		csv_cell(text, i + 1, "src", field, sizeof(field));
+		cr_assert_str_eq(field, cases[i].want);
+		cr_assert_str_eq(field, mm_addr_format(&flows[i].src, lib));
+	}
+	free(text);
+}
+
+Test(output, iso_times_cross_second_minute_day_year_and_leap_day)
+{
+	static const struct {
+		uint64_t s, ns;
+		const char *want;
+	} cases[] = {
+		{ 0, 0, "1970-01-01T00:00:00.000000Z" },
+		{ 951782399, 999999999, "2000-02-28T23:59:59.999999Z" }, /* truncated, not rounded */
+		{ 951782400, 0, "2000-02-29T00:00:00.000000Z" },         /* leap day of a 400-year */
+		{ 1709251199, 999999000, "2024-02-29T23:59:59.999999Z" },
+		{ 1709251200, 1000, "2024-03-01T00:00:00.000001Z" },
+		{ 1767225659, 123456789, "2026-01-01T00:00:59.123456Z" }, /* minute boundary */
+		{ 1767225660, 0, "2026-01-01T00:01:00.000000Z" },
+		{ 1735689599, 500000000, "2024-12-31T23:59:59.500000Z" }, /* back a year */
+		{ 1735689600, 0, "2025-01-01T00:00:00.000000Z" },
+		{ 4107542399, 0, "2100-02-28T23:59:59.000000Z" }, /* 2100 has no leap day */
+		{ 4107542400, 0, "2100-03-01T00:00:00.000000Z" },
+	};
+	enum { N = sizeof(cases) / sizeof(cases[0]), N_RANDOM = 500 };
+	struct mm_flow flows[N + N_RANDOM];
+	char *text, field[64], lib[MM_TIME_STRLEN];
+	uint64_t x = 0x243f6a8885a308d3ULL;
+
+	for (size_t i = 0; i < N; i++) {
+		flows[i] = tcp_v4_flow();
+		flows[i].first_ns = cases[i].s * 1000000000ULL + cases[i].ns;
+		flows[i].last_ns = flows[i].first_ns;
+	}
+	/* Times all over the range, alternating days, against libc's calendar. */
+	for (size_t i = N; i < N + N_RANDOM; i++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		flows[i] = tcp_v4_flow();
+		flows[i].first_ns = x;
+		flows[i].last_ns = x % 4102444800000000000ULL; /* before 2100 */
+	}
+	text = render(MM_OUTPUT_CSV, flows, N + N_RANDOM);
+	for (size_t i = 0; i < N; i++) {
+		csv_cell(text, i + 1, "first", field, sizeof(field));
+		cr_assert_str_eq(field, cases[i].want);
+	}
+	for (size_t i = N; i < N + N_RANDOM; i++) {
+		csv_cell(text, i + 1, "first", field, sizeof(field));
+		cr_assert_str_eq(field, mm_time_format_iso(flows[i].first_ns, lib));
+		csv_cell(text, i + 1, "last", field, sizeof(field));
+		cr_assert_str_eq(field, mm_time_format_iso(flows[i].last_ns, lib));
+	}
+	free(text);
+}
+
+Test(output, zeek_ts_rounds_microseconds_into_the_next_second)
+{
+	struct mm_flow flows[3] = { tcp_v4_flow(), tcp_v4_flow(), tcp_v4_flow() };
+	char *text, *lines[16], *f[32];
+
+	flows[0].first_ns = 1767225599999999500ULL; /* .9999995 rounds up to the next second */
+	flows[0].last_ns = flows[0].first_ns + 999; /* 999 ns: 0.000001 */
+	flows[1].first_ns = 1767225599999999499ULL; /* just below: stays */
+	flows[1].last_ns = flows[1].first_ns + 499; /* rounds to 0.000000, yet is set */
+	flows[2].first_ns = UINT64_MAX;
+	flows[2].last_ns = UINT64_MAX;
+	text = render(MM_OUTPUT_ZEEK, flows, 3);
+	cr_assert_eq(split_lines(text, lines, 16), 12);
+	cr_assert_eq(split_tabs(lines[8], f, 32), 22);
+	cr_assert_str_eq(f[0], "1767225600.000000");
+	cr_assert_str_eq(f[8], "0.000001");
+	cr_assert_eq(split_tabs(lines[9], f, 32), 22);
+	cr_assert_str_eq(f[0], "1767225599.999999");
+	cr_assert_str_eq(f[8], "0.000000");
+	cr_assert_eq(split_tabs(lines[10], f, 32), 22);
+	cr_assert_str_eq(f[0], "18446744073.709552");
+	cr_assert_str_eq(f[8], "-");
+	free(text);
+}
+
+Test(output, uid_text_never_changes)
+{
+	char uid[20];
+
+	/* uids already written to logs and named as tunnel parents must stay the same. */
+	cr_assert_str_eq(mm_flow_uid(0, uid), "C00000000000fgQnwl");
+	cr_assert_str_eq(mm_flow_uid(1, uid), "C7QoREvOYXCfSdqzAm");
+	cr_assert_str_eq(mm_flow_uid(10, uid), "C0dBRZEX1ZpBVLkJ10");
+	cr_assert_str_eq(mm_flow_uid(UINT64_MAX, uid), "CFWSzky9n9z9rHy8cW");
 }

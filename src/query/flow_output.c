@@ -11,7 +11,6 @@
 #include "mamori/status.h"
 #include "mamori/timefmt.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -35,13 +34,14 @@ struct line {
  * a run cluster within a day, so the calendar is consulted once a day
  * instead of once a field.
  */
-#define DATE_TEXT_LEN 11
+#define DATE_TEXT_MAX 32 /* "YYYY-MM-DDT" is 11; room for what %04d can print */
 
 struct date_cache {
 	bool valid;
 	bool plain;   /* the day has 86400 seconds as libc counts them (see date_cache_fill) */
 	uint64_t day; /* days since the epoch */
-	char text[DATE_TEXT_LEN + 1];
+	size_t text_len;
+	char text[DATE_TEXT_MAX];
 };
 
 struct format_ops {
@@ -70,64 +70,94 @@ static const char digit_pairs[201] =
 	"40414243444546474849505152535455565758596061626364656667686970717273747576777879"
 	"8081828384858687888990919293949596979899";
 
+static const uint64_t powers_of_ten[U64_TEXT_MAX] = {
+	1ULL, 10ULL, 100ULL, 1000ULL, 10000ULL, 100000ULL, 1000000ULL, 10000000ULL,
+	100000000ULL, 1000000000ULL, 10000000000ULL, 100000000000ULL, 1000000000000ULL,
+	10000000000000ULL, 100000000000000ULL, 1000000000000000ULL, 10000000000000000ULL,
+	100000000000000000ULL, 1000000000000000000ULL, 10000000000000000000ULL,
+};
+
 static unsigned decimal_digits(uint64_t v)
 {
-	unsigned n = 1;
+	/* Bits times log10(2) (1233/4096) is floor(log10(v)) or one more; the table settles it. */
+	unsigned guess = (unsigned)((64 - __builtin_clzll(v | 1)) * 1233) >> 12;
 
-	for (uint64_t limit = 10; v >= limit; limit *= 10) {
-		n++;
-		if (n == U64_TEXT_MAX)
-			break;
-	}
-	return n;
+	if (v < 10)
+		return 1;
+	return guess + 1 - (v < powers_of_ten[guess]);
 }
 
-/* Writes the low digits of v ending just before end, two at a time. */
-static void fill_digits_backwards(char *end, uint64_t v)
+/* Exactly width digits of v (below 10^width) ending just before end, two at a time. */
+static void fixed_digits_backwards(char *end, uint32_t v, unsigned width)
 {
-	uint32_t small;
-
-	/* 64-bit division is several times slower than 32-bit: leave it early. */
-	while (v > UINT32_MAX) {
+	for (; width >= 2; width -= 2) {
 		end -= 2;
 		memcpy(end, digit_pairs + 2 * (v % 100), 2);
 		v /= 100;
 	}
-	small = (uint32_t)v;
-	while (small >= 100) {
-		end -= 2;
-		memcpy(end, digit_pairs + 2 * (small % 100), 2);
-		small /= 100;
-	}
-	if (small >= 10)
-		memcpy(end - 2, digit_pairs + 2 * small, 2);
-	else
-		end[-1] = (char)('0' + small);
-}
-
-/* As printf's %llu. */
-static char *fmt_u64(char *p, uint64_t v)
-{
-	char *end = p + decimal_digits(v);
-
-	fill_digits_backwards(end, v);
-	return end;
-}
-
-/* Exactly width digits, zero-padded (printf's %0*u); v must be below 10^width. */
-static char *fmt_fixed(char *p, uint32_t v, unsigned width)
-{
-	char *end = p + width;
-
-	memset(p, '0', width);
-	fill_digits_backwards(end, v);
-	return end;
+	if (width)
+		end[-1] = (char)('0' + v);
 }
 
 static char *fmt_str(char *p, const char *s, size_t len)
 {
 	memcpy(p, s, len);
 	return p + len;
+}
+
+/* Eight digits of v (below 10^8) ending just before end, as two independent halves. */
+static void eight_digits_backwards(char *end, uint32_t v)
+{
+	fixed_digits_backwards(end - 4, v / 10000, 4);
+	fixed_digits_backwards(end, v % 10000, 4);
+}
+
+/* fmt_u64 for v of nine digits or more: one 64-bit division per eight digits. */
+static char *fmt_u64_wide(char *p, uint64_t v, unsigned n)
+{
+	char *const stop = p + n;
+	char *end = stop;
+
+	while (n > 9) {
+		eight_digits_backwards(end, (uint32_t)(v % 100000000));
+		v /= 100000000;
+		end -= 8;
+		n -= 8;
+	}
+	fixed_digits_backwards(end, (uint32_t)v, n);
+	return stop;
+}
+
+/* fmt_u64 for v of two digits or more; the common short case in 32-bit arithmetic. */
+static char *fmt_u64_long(char *p, uint64_t v)
+{
+	unsigned n = decimal_digits(v);
+
+	if (n > 8)
+		return fmt_u64_wide(p, v, n);
+	fixed_digits_backwards(p + n, (uint32_t)v, n);
+	return p + n;
+}
+
+/*
+ * As printf's %llu. Many fields (ASNs, interfaces, VLAN, ICMP type) are
+ * usually one digit: that case is inlined where each field is written, so
+ * its branch is predicted per field.
+ */
+static inline char *fmt_u64(char *p, uint64_t v)
+{
+	if (v < 10) {
+		*p = (char)('0' + v);
+		return p + 1;
+	}
+	return fmt_u64_long(p, v);
+}
+
+/* Exactly width digits, zero-padded (printf's %0*u); v must be below 10^width. */
+static char *fmt_fixed(char *p, uint32_t v, unsigned width)
+{
+	fixed_digits_backwards(p + width, v, width);
+	return p + width;
 }
 
 static char *fmt_octet(char *p, unsigned b)
@@ -143,23 +173,78 @@ static char *fmt_octet(char *p, unsigned b)
 	return p;
 }
 
-/*
- * mm_addr_format's text: IPv4 dotted quad by hand (most flows are IPv4),
- * IPv6 through inet_ntop, whose RFC 5952 rules (longest zero run, embedded
- * IPv4 forms) are not worth repeating for the rarer family.
- */
-static char *fmt_addr(char *p, const struct mm_addr *a)
+static const char hex_digits[] = "0123456789abcdef";
+
+/* A 16-bit group in lower-case hex without leading zeros (RFC 5952 §4.1, §4.3). */
+static char *fmt_hex_group(char *p, unsigned group)
 {
-	if (!mm_addr_is_v4(a)) {
-		inet_ntop(AF_INET6, a->b, p, MM_ADDR_STRLEN);
-		return p + strlen(p);
-	}
-	for (int i = 12; i < 16; i++) {
-		if (i > 12)
+	int shift = 12;
+
+	while (shift > 0 && (group >> shift) == 0)
+		shift -= 4;
+	for (; shift >= 0; shift -= 4)
+		*p++ = hex_digits[(group >> shift) & 15];
+	return p;
+}
+
+static char *fmt_ipv4(char *p, const uint8_t b[4])
+{
+	for (int i = 0; i < 4; i++) {
+		if (i > 0)
 			*p++ = '.';
-		p = fmt_octet(p, a->b[i]);
+		p = fmt_octet(p, b[i]);
 	}
 	return p;
+}
+
+/*
+ * RFC 5952 text exactly as glibc's inet_ntop writes it (mm_addr_format's
+ * text): the first longest run of two or more zero groups becomes "::",
+ * and an IPv4-compatible address (96 zero bits, then a non-zero group)
+ * ends in a dotted quad.
+ */
+static char *fmt_ipv6(char *p, const uint8_t b[16])
+{
+	unsigned groups[8];
+	int best = -1, best_len = 0, run = -1;
+
+	for (int i = 0; i < 8; i++) {
+		groups[i] = (unsigned)b[2 * i] << 8 | b[2 * i + 1];
+		if (groups[i] == 0) {
+			if (run < 0)
+				run = i;
+			/* Strictly longer: of equal runs the first wins, as in inet_ntop. */
+			if (i - run + 1 > best_len) {
+				best = run;
+				best_len = i - run + 1;
+			}
+		} else {
+			run = -1;
+		}
+	}
+	if (best_len < 2)
+		best = -1;
+	for (int i = 0; i < 8; i++) {
+		if (best >= 0 && i >= best && i < best + best_len) {
+			if (i == best)
+				*p++ = ':';
+			continue;
+		}
+		if (i != 0)
+			*p++ = ':';
+		if (i == 6 && best == 0 && (best_len == 6 || (best_len == 5 && groups[5] == 0xffff)))
+			return fmt_ipv4(p, b + 12);
+		p = fmt_hex_group(p, groups[i]);
+	}
+	if (best >= 0 && best + best_len == 8)
+		*p++ = ':';
+	return p;
+}
+
+/* mm_addr_format's text, without the library calls: most records carry two addresses. */
+static char *fmt_addr(char *p, const struct mm_addr *a)
+{
+	return mm_addr_is_v4(a) ? fmt_ipv4(p, a->b + 12) : fmt_ipv6(p, a->b);
 }
 
 /* Protocols whose flows carry ports (ICMP: type and counterpart type or code). */
@@ -198,11 +283,14 @@ static char *fmt_seconds_us(char *p, uint64_t ns)
 	return fmt_fixed(p, (uint32_t)(us % 1000000), 6);
 }
 
-/* "YYYY-MM-DDT" of tm, as mm_time_format_iso writes it. */
-static void date_text(const struct tm *tm, char out[DATE_TEXT_LEN + 1])
+/* "YYYY-MM-DDT" of tm, as mm_time_format_iso writes it; returns the length. */
+static size_t date_text(const struct tm *tm, char out[DATE_TEXT_MAX])
 {
-	snprintf(out, DATE_TEXT_LEN + 1, "%04d-%02d-%02dT", tm->tm_year + 1900, tm->tm_mon + 1,
-		 tm->tm_mday);
+	int n = snprintf(out, DATE_TEXT_MAX, "%04d-%02d-%02dT", tm->tm_year + 1900, tm->tm_mon + 1,
+			 tm->tm_mday);
+
+	MM_BUG(n < 0 || n >= DATE_TEXT_MAX);
+	return (size_t)n;
 }
 
 /*
@@ -222,7 +310,7 @@ static void date_cache_fill(struct date_cache *dc, uint64_t day)
 	dc->day = day;
 	dc->plain = tf.tm_hour == 0 && tf.tm_min == 0 && tf.tm_sec == 0 && tl.tm_hour == 23 &&
 		    tl.tm_min == 59 && tl.tm_sec == 59 && tf.tm_mday == tl.tm_mday;
-	date_text(&tf, dc->text);
+	dc->text_len = date_text(&tf, dc->text);
 }
 
 static char *fmt_hms(char *p, int hour, int min, int sec)
@@ -234,7 +322,7 @@ static char *fmt_hms(char *p, int hour, int min, int sec)
 	return fmt_fixed(p, (uint32_t)sec, 2);
 }
 
-#define TIME_ISO_MAX 32 /* "YYYY-MM-DDTHH:MM:SS.uuuuuuZ" is 27 */
+#define TIME_ISO_MAX (DATE_TEXT_MAX + 16) /* date, "HH:MM:SS.uuuuuuZ" */
 
 /* mm_time_format_iso's text: microseconds truncated, not rounded. */
 static char *fmt_time_iso(char *p, struct date_cache *dc, uint64_t ns)
@@ -245,16 +333,17 @@ static char *fmt_time_iso(char *p, struct date_cache *dc, uint64_t ns)
 	if (!dc->valid || dc->day != day)
 		date_cache_fill(dc, day);
 	if (dc->plain) {
-		p = fmt_str(p, dc->text, DATE_TEXT_LEN);
+		/* A fixed-size copy compiles to two moves; the reservation covers the whole array. */
+		memcpy(p, dc->text, DATE_TEXT_MAX);
+		p += dc->text_len;
 		p = fmt_hms(p, (int)(in_day / 3600), (int)(in_day / 60 % 60), (int)(in_day % 60));
 	} else {
 		time_t t = (time_t)secs;
 		struct tm tm;
-		char text[DATE_TEXT_LEN + 1];
+		char text[DATE_TEXT_MAX];
 
 		gmtime_r(&t, &tm);
-		date_text(&tm, text);
-		p = fmt_str(p, text, DATE_TEXT_LEN);
+		p = fmt_str(p, text, date_text(&tm, text));
 		p = fmt_hms(p, tm.tm_hour, tm.tm_min, tm.tm_sec);
 	}
 	*p++ = '.';
@@ -263,9 +352,64 @@ static char *fmt_time_iso(char *p, struct date_cache *dc, uint64_t ns)
 	return p;
 }
 
+/* splitmix64's finaliser: xor-shifts and odd multipliers, each invertible, so a bijection. */
+static uint64_t mix64(uint64_t z)
+{
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+static const char base62_digits[] =
+	"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+#define BASE62_POW2 3844u      /* 62^2 */
+#define BASE62_POW5 916132832u /* 62^5, below 2^32 */
+
+/* Two base62 digits of v (below 62^2). */
+static void base62_pair(char *out, uint32_t v)
+{
+	out[0] = base62_digits[v / 62];
+	out[1] = base62_digits[v % 62];
+}
+
+/* Five base62 digits of v (below 62^5): three short chains of divisions, not one of five. */
+static void base62_five(char *out, uint32_t v)
+{
+	uint32_t high = v / BASE62_POW2;
+
+	out[0] = base62_digits[high / BASE62_POW2];
+	base62_pair(out + 1, high % BASE62_POW2);
+	base62_pair(out + 3, v % BASE62_POW2);
+}
+
+/* The low width base62 digits of v, most significant first. */
+static void base62_fixed(uint64_t v, char *out, int width)
+{
+	/* Five digits per 64-bit division; the rest in cheaper 32-bit arithmetic. */
+	for (; width >= 5; width -= 5) {
+		base62_five(out + width - 5, (uint32_t)(v % BASE62_POW5));
+		v /= BASE62_POW5;
+	}
+	for (uint32_t rest = (uint32_t)(v % BASE62_POW5); width > 0; width--) {
+		out[width - 1] = base62_digits[rest % 62];
+		rest /= 62;
+	}
+}
+
 #define UID_LEN 18
 
-static char *fmt_uid(char *p, uint64_t id);
+/*
+ * The first 11 digits spell a bijection of the id (62^11 > 2^64), so
+ * distinct ids never share a uid; the last 6 only pad to Zeek's length.
+ */
+static char *fmt_uid(char *p, uint64_t id)
+{
+	p[0] = 'C';
+	base62_fixed(mix64(id), p + 1, 11);
+	base62_fixed(mix64(id ^ 0x9e3779b97f4a7c15ULL), p + 12, 6);
+	return p + UID_LEN;
+}
 
 /* ---- the line: every append reserves its worst case first ---- */
 
@@ -355,12 +499,13 @@ static uint64_t flow_duration_ns(const struct mm_flow *f)
 static const char *const flag_names[] = { "tunnel", "fragments", "sampled" };
 #define N_FLAG_NAMES (sizeof(flag_names) / sizeof(flag_names[0]))
 
-/* Country code as text ("" when unknown); the two bytes are copied as they are. */
-static void country_text(const char cc[2], char out[3])
+/* Country code as text ("" when unknown); the two bytes are copied as they are. Returns the length. */
+static size_t country_text(const char cc[2], char out[3])
 {
 	out[0] = cc[0];
 	out[1] = cc[0] ? cc[1] : '\0';
 	out[2] = '\0';
+	return !out[0] ? 0 : !out[1] ? 1 : 2;
 }
 
 /* ---- table: aligned columns for people ---- */
@@ -370,37 +515,97 @@ static void country_text(const char cc[2], char out[3])
  * seconds, 10^8 packets, 10^11 bytes); longer values widen their column
  * for that line instead of being cut.
  */
-#define TABLE_ROW "%-27s %10s %-9s %21s -> %-21s %8s %11s %8s %11s %-8s %s"
+static const struct table_column {
+	const char *title;
+	const char *before; /* separator from the previous column */
+	size_t before_len;
+	unsigned width;
+	bool left;          /* left-aligned (padded on the right) */
+} table_columns[] = {
+#define TABLE_COLUMN(title, before, width, left) { title, before, sizeof(before) - 1, width, left }
+	TABLE_COLUMN("start", "", 27, true),      TABLE_COLUMN("duration", " ", 10, false),
+	TABLE_COLUMN("proto", " ", 9, true),      TABLE_COLUMN("originator", " ", 21, false),
+	TABLE_COLUMN("responder", " -> ", 21, true), TABLE_COLUMN("orig_pkt", " ", 8, false),
+	TABLE_COLUMN("orig_bytes", " ", 11, false), TABLE_COLUMN("resp_pkt", " ", 8, false),
+	TABLE_COLUMN("resp_bytes", " ", 11, false), TABLE_COLUMN("flags", " ", 8, true),
+	TABLE_COLUMN("end", " ", 0, true),
+#undef TABLE_COLUMN
+};
+
+#define N_TABLE_COLUMNS (sizeof(table_columns) / sizeof(table_columns[0]))
+
+struct table_cell {
+	const char *text;
+	size_t len;
+};
+
+static void put_padded(struct line *l, const struct table_column *col, const struct table_cell *cell)
+{
+	size_t pad = cell->len < col->width ? col->width - cell->len : 0;
+	char *p = line_reserve(l, cell->len + pad);
+
+	if (!col->left) {
+		memset(p, ' ', pad);
+		p += pad;
+	}
+	p = fmt_str(p, cell->text, cell->len);
+	if (col->left) {
+		memset(p, ' ', pad);
+		p += pad;
+	}
+	line_commit(l, p);
+}
+
+static void table_row(struct line *l, const struct table_cell cells[N_TABLE_COLUMNS])
+{
+	for (size_t i = 0; i < N_TABLE_COLUMNS; i++) {
+		line_put(l, table_columns[i].before, table_columns[i].before_len);
+		put_padded(l, &table_columns[i], &cells[i]);
+	}
+}
 
 static void table_header(struct line *l)
 {
-	line_printf(l, TABLE_ROW, "start", "duration", "proto", "originator", "responder",
-		    "orig_pkt", "orig_bytes", "resp_pkt", "resp_bytes", "flags", "end");
+	struct table_cell cells[N_TABLE_COLUMNS];
+
+	for (size_t i = 0; i < N_TABLE_COLUMNS; i++)
+		cells[i] = (struct table_cell){ table_columns[i].title, strlen(table_columns[i].title) };
+	table_row(l, cells);
 }
 
-static void table_record(struct line *l, const struct mm_flow *f)
+static struct table_cell cell_of(const char *text, const char *end)
 {
-	char start[MM_TIME_STRLEN], proto_buf[8], flags[9], duration[32];
-	char opkt[24], obytes[24], rpkt[24], rbytes[24];
-	struct line src, dst;
-	uint64_t dur_ms = (flow_duration_ns(f) + 500000) / 1000000;
+	return (struct table_cell){ text, (size_t)(end - text) };
+}
 
-	line_reset(&src);
-	line_reset(&dst);
-	put_endpoint(&src, &f->src, f->src_port, f->proto);
-	put_endpoint(&dst, &f->dst, f->dst_port, f->proto);
-	line_putc(&src, '\0');
-	line_putc(&dst, '\0');
-	snprintf(duration, sizeof(duration), "%llu.%03llu", (unsigned long long)(dur_ms / 1000),
-		 (unsigned long long)(dur_ms % 1000));
-	snprintf(opkt, sizeof(opkt), "%llu", (unsigned long long)f->fwd_packets);
-	snprintf(obytes, sizeof(obytes), "%llu", (unsigned long long)f->fwd_bytes);
-	snprintf(rpkt, sizeof(rpkt), "%llu", (unsigned long long)f->rev_packets);
-	snprintf(rbytes, sizeof(rbytes), "%llu", (unsigned long long)f->rev_bytes);
-	line_printf(l, TABLE_ROW, mm_time_format_iso(f->first_ns, start), duration,
-		    mm_proto_name(f->proto, proto_buf), src.buf, dst.buf, opkt, obytes, rpkt, rbytes,
-		    f->proto == 6 ? mm_tcp_flags_format(f->fwd_tcp_flags | f->rev_tcp_flags, flags) : "-",
-		    mm_end_reason_name(f->end_reason));
+static struct table_cell cell_of_str(const char *text)
+{
+	return (struct table_cell){ text, strlen(text) };
+}
+
+static void table_record(struct line *l, struct date_cache *dates, const struct mm_flow *f)
+{
+	char start[TIME_ISO_MAX], proto_buf[8], flags[9], duration[U64_TEXT_MAX + 4];
+	char src[ENDPOINT_TEXT_MAX], dst[ENDPOINT_TEXT_MAX];
+	char opkt[U64_TEXT_MAX], obytes[U64_TEXT_MAX], rpkt[U64_TEXT_MAX], rbytes[U64_TEXT_MAX];
+	uint64_t dur_ms = (flow_duration_ns(f) + 500000) / 1000000;
+	char *p = fmt_u64(duration, dur_ms / 1000);
+	struct table_cell cells[N_TABLE_COLUMNS];
+
+	*p++ = '.';
+	cells[1] = cell_of(duration, fmt_fixed(p, (uint32_t)(dur_ms % 1000), 3));
+	cells[0] = cell_of(start, fmt_time_iso(start, dates, f->first_ns));
+	cells[2] = cell_of_str(mm_proto_name(f->proto, proto_buf));
+	cells[3] = cell_of(src, fmt_endpoint(src, &f->src, f->src_port, f->proto));
+	cells[4] = cell_of(dst, fmt_endpoint(dst, &f->dst, f->dst_port, f->proto));
+	cells[5] = cell_of(opkt, fmt_u64(opkt, f->fwd_packets));
+	cells[6] = cell_of(obytes, fmt_u64(obytes, f->fwd_bytes));
+	cells[7] = cell_of(rpkt, fmt_u64(rpkt, f->rev_packets));
+	cells[8] = cell_of(rbytes, fmt_u64(rbytes, f->rev_bytes));
+	cells[9] = cell_of_str(f->proto == 6 ? mm_tcp_flags_format(f->fwd_tcp_flags | f->rev_tcp_flags, flags)
+					     : "-");
+	cells[10] = cell_of_str(mm_end_reason_name(f->end_reason));
+	table_row(l, cells);
 }
 
 /* ---- csv: RFC 4180, one header line, every field ---- */
@@ -417,62 +622,129 @@ static void csv_header(struct line *l)
 }
 
 /* Quotes a field only when it holds a comma, quote, CR or LF (RFC 4180 §2.6-2.7). */
-static void csv_field(struct line *l, const char *s)
+static void csv_field(struct line *l, const char *s, size_t len)
 {
-	if (strpbrk(s, ",\"\r\n") == NULL) {
-		line_puts(l, s);
+	bool plain = true;
+
+	/* Fields are short (a list or a country code): a loop beats four memchr calls. */
+	for (size_t i = 0; i < len; i++)
+		plain &= s[i] != ',' && s[i] != '"' && s[i] != '\r' && s[i] != '\n';
+	if (plain) {
+		line_put(l, s, len);
 		return;
 	}
 	line_putc(l, '"');
-	for (; *s; s++) {
-		if (*s == '"')
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] == '"')
 			line_putc(l, '"');
-		line_putc(l, *s);
+		line_putc(l, s[i]);
 	}
 	line_putc(l, '"');
 }
 
-static void csv_record(struct line *l, const struct mm_flow *f)
+/* Longest joined list: every flag name, or every parent id, with separators. */
+#define LIST_TEXT_MAX 64
+
+/* Names of the set flags joined by sep; returns the end. */
+static char *fmt_flag_list(char *p, uint8_t flags, char sep)
 {
-	char uid[20], first[MM_TIME_STRLEN], last[MM_TIME_STRLEN], src[MM_ADDR_STRLEN],
-		dst[MM_ADDR_STRLEN], hop[MM_ADDR_STRLEN], cc[3];
-	struct line list;
+	char *start = p;
 
-	line_printf(l, "%s,%llu,%s,%s,%llu,%llu,%s,%u,%s,%u,%u,%llu,%llu,%llu,%llu,%u,%u,%u,%u,%u,",
-		    mm_flow_uid(f->id, uid), (unsigned long long)f->id,
-		    mm_time_format_iso(f->first_ns, first), mm_time_format_iso(f->last_ns, last),
-		    (unsigned long long)f->first_ns, (unsigned long long)f->last_ns,
-		    mm_addr_format(&f->src, src), f->src_port, mm_addr_format(&f->dst, dst),
-		    f->dst_port, f->proto, (unsigned long long)f->fwd_packets,
-		    (unsigned long long)f->fwd_bytes, (unsigned long long)f->rev_packets,
-		    (unsigned long long)f->rev_bytes, f->fwd_tcp_flags, f->rev_tcp_flags,
-		    f->icmp_type, f->icmp_code, f->vlan);
-	line_puts(l, addr_is_zero(&f->next_hop) ? "" : mm_addr_format(&f->next_hop, hop));
-	line_printf(l, ",%u,%u,%u,%u,%u,%u,%s,", f->src_as, f->dst_as, f->in_if, f->out_if,
-		    f->sampling_rate, f->sensor_id, mm_end_reason_name(f->end_reason));
+	for (size_t i = 0; i < N_FLAG_NAMES; i++) {
+		if (flags & (1u << i)) {
+			if (p != start)
+				*p++ = sep;
+			p = fmt_str(p, flag_names[i], strlen(flag_names[i]));
+		}
+	}
+	return p;
+}
 
-	line_reset(&list);
-	for (size_t i = 0; i < N_FLAG_NAMES; i++)
-		if (f->flags & (1u << i))
-			line_printf(&list, "%s%s", list.len ? "|" : "", flag_names[i]);
-	line_putc(&list, '\0');
-	csv_field(l, list.buf);
+/* Non-zero tunnel parent ids joined by commas; returns the end. */
+static char *fmt_parent_list(char *p, const struct mm_flow *f)
+{
+	char *start = p;
+
+	for (size_t i = 0; i < MM_TUNNEL_PARENTS; i++) {
+		if (f->tunnel_parents[i]) {
+			if (p != start)
+				*p++ = ',';
+			p = fmt_u64(p, f->tunnel_parents[i]);
+		}
+	}
+	return p;
+}
+
+static void csv_country(struct line *l, const char cc[2])
+{
+	char text[3];
+
+	csv_field(l, text, country_text(cc, text));
+}
+
+/* A number and the comma after it. */
+static char *fmt_csv_u64(char *p, uint64_t v)
+{
+	p = fmt_u64(p, v);
+	*p++ = ',';
+	return p;
+}
+
+/* Worst case of the fields before end_reason: uid, 21 numbers, 2 times, 3 addresses, commas. */
+#define CSV_HEAD_MAX \
+	(UID_LEN + 1 + 21 * (U64_TEXT_MAX + 1) + 2 * (TIME_ISO_MAX + 1) + 3 * (MM_ADDR_STRLEN + 1))
+
+static void csv_record(struct line *l, struct date_cache *dates, const struct mm_flow *f)
+{
+	char list[LIST_TEXT_MAX];
+	/* The fixed-width head goes through a local cursor, checked once, not once a field. */
+	char *p = line_reserve(l, CSV_HEAD_MAX);
+
+	p = fmt_uid(p, f->id);
+	*p++ = ',';
+	p = fmt_csv_u64(p, f->id);
+	p = fmt_time_iso(p, dates, f->first_ns);
+	*p++ = ',';
+	p = fmt_time_iso(p, dates, f->last_ns);
+	*p++ = ',';
+	p = fmt_csv_u64(p, f->first_ns);
+	p = fmt_csv_u64(p, f->last_ns);
+	p = fmt_addr(p, &f->src);
+	*p++ = ',';
+	p = fmt_csv_u64(p, f->src_port);
+	p = fmt_addr(p, &f->dst);
+	*p++ = ',';
+	p = fmt_csv_u64(p, f->dst_port);
+	p = fmt_csv_u64(p, f->proto);
+	p = fmt_csv_u64(p, f->fwd_packets);
+	p = fmt_csv_u64(p, f->fwd_bytes);
+	p = fmt_csv_u64(p, f->rev_packets);
+	p = fmt_csv_u64(p, f->rev_bytes);
+	p = fmt_csv_u64(p, f->fwd_tcp_flags);
+	p = fmt_csv_u64(p, f->rev_tcp_flags);
+	p = fmt_csv_u64(p, f->icmp_type);
+	p = fmt_csv_u64(p, f->icmp_code);
+	p = fmt_csv_u64(p, f->vlan);
+	if (!addr_is_zero(&f->next_hop))
+		p = fmt_addr(p, &f->next_hop);
+	*p++ = ',';
+	p = fmt_csv_u64(p, f->src_as);
+	p = fmt_csv_u64(p, f->dst_as);
+	p = fmt_csv_u64(p, f->in_if);
+	p = fmt_csv_u64(p, f->out_if);
+	p = fmt_csv_u64(p, f->sampling_rate);
+	p = fmt_csv_u64(p, f->sensor_id);
+	line_commit(l, p);
+
+	line_puts(l, mm_end_reason_name(f->end_reason));
 	line_putc(l, ',');
-
-	line_reset(&list);
-	for (size_t i = 0; i < MM_TUNNEL_PARENTS; i++)
-		if (f->tunnel_parents[i])
-			line_printf(&list, "%s%llu", list.len ? "," : "",
-				    (unsigned long long)f->tunnel_parents[i]);
-	line_putc(&list, '\0');
-	csv_field(l, list.buf);
+	csv_field(l, list, (size_t)(fmt_flag_list(list, f->flags, '|') - list));
 	line_putc(l, ',');
-
-	country_text(f->src_country, cc);
-	csv_field(l, cc);
+	csv_field(l, list, (size_t)(fmt_parent_list(list, f) - list));
 	line_putc(l, ',');
-	country_text(f->dst_country, cc);
-	csv_field(l, cc);
+	csv_country(l, f->src_country);
+	line_putc(l, ',');
+	csv_country(l, f->dst_country);
 }
 
 /* ---- ndjson: one object per flow, every field ---- */
@@ -482,77 +754,129 @@ static void json_string(struct line *l, const char *s)
 	line_putc(l, '"');
 	for (; *s; s++) {
 		unsigned char c = (unsigned char)*s;
+		char *p = line_reserve(l, 6);
 
-		if (c == '"' || c == '\\')
-			line_printf(l, "\\%c", c);
-		else if (c < 0x20 || c >= 0x7f)
-			line_printf(l, "\\u%04x", c); /* bytes above ASCII read as Latin-1 */
-		else
-			line_putc(l, (char)c);
+		if (c == '"' || c == '\\') {
+			*p++ = '\\';
+			*p++ = (char)c;
+		} else if (c < 0x20 || c >= 0x7f) {
+			/* bytes above ASCII read as Latin-1 */
+			p = fmt_str(p, "\\u00", 4);
+			*p++ = hex_digits[c >> 4];
+			*p++ = hex_digits[c & 15];
+		} else {
+			*p++ = (char)c;
+		}
+		line_commit(l, p);
 	}
 	line_putc(l, '"');
 }
 
-static void json_country(struct line *l, const char *key, const char cc[2])
+static void json_country(struct line *l, const char cc[2])
 {
 	char text[3];
 
-	line_printf(l, ",\"%s\":", key);
-	country_text(cc, text);
-	if (text[0])
+	if (country_text(cc, text))
 		json_string(l, text);
 	else
-		line_puts(l, "null");
+		LINE_LIT(l, "null");
 }
 
-static void ndjson_record(struct line *l, const struct mm_flow *f)
+static void json_quoted_addr(struct line *l, const struct mm_addr *a)
 {
-	char uid[20], first[MM_TIME_STRLEN], last[MM_TIME_STRLEN], src[MM_ADDR_STRLEN],
-		dst[MM_ADDR_STRLEN], hop[MM_ADDR_STRLEN];
+	line_putc(l, '"');
+	put_addr(l, a);
+	line_putc(l, '"');
+}
+
+static void ndjson_record(struct line *l, struct date_cache *dates, const struct mm_flow *f)
+{
 	bool any = false;
 
-	line_printf(l,
-		    "{\"uid\":\"%s\",\"id\":%llu,\"first\":\"%s\",\"first_ns\":%llu,"
-		    "\"last\":\"%s\",\"last_ns\":%llu,\"src\":\"%s\",\"src_port\":%u,"
-		    "\"dst\":\"%s\",\"dst_port\":%u,\"proto\":%u,\"fwd_packets\":%llu,"
-		    "\"fwd_bytes\":%llu,\"rev_packets\":%llu,\"rev_bytes\":%llu,"
-		    "\"fwd_tcp_flags\":%u,\"rev_tcp_flags\":%u,\"icmp_type\":%u,\"icmp_code\":%u,"
-		    "\"vlan\":%u,\"next_hop\":",
-		    mm_flow_uid(f->id, uid), (unsigned long long)f->id,
-		    mm_time_format_iso(f->first_ns, first), (unsigned long long)f->first_ns,
-		    mm_time_format_iso(f->last_ns, last), (unsigned long long)f->last_ns,
-		    mm_addr_format(&f->src, src), f->src_port, mm_addr_format(&f->dst, dst),
-		    f->dst_port, f->proto, (unsigned long long)f->fwd_packets,
-		    (unsigned long long)f->fwd_bytes, (unsigned long long)f->rev_packets,
-		    (unsigned long long)f->rev_bytes, f->fwd_tcp_flags, f->rev_tcp_flags,
-		    f->icmp_type, f->icmp_code, f->vlan);
+	LINE_LIT(l, "{\"uid\":\"");
+	put_uid(l, f->id);
+	LINE_LIT(l, "\",\"id\":");
+	put_u64(l, f->id);
+	LINE_LIT(l, ",\"first\":\"");
+	put_time_iso(l, dates, f->first_ns);
+	LINE_LIT(l, "\",\"first_ns\":");
+	put_u64(l, f->first_ns);
+	LINE_LIT(l, ",\"last\":\"");
+	put_time_iso(l, dates, f->last_ns);
+	LINE_LIT(l, "\",\"last_ns\":");
+	put_u64(l, f->last_ns);
+	LINE_LIT(l, ",\"src\":");
+	json_quoted_addr(l, &f->src);
+	LINE_LIT(l, ",\"src_port\":");
+	put_u64(l, f->src_port);
+	LINE_LIT(l, ",\"dst\":");
+	json_quoted_addr(l, &f->dst);
+	LINE_LIT(l, ",\"dst_port\":");
+	put_u64(l, f->dst_port);
+	LINE_LIT(l, ",\"proto\":");
+	put_u64(l, f->proto);
+	LINE_LIT(l, ",\"fwd_packets\":");
+	put_u64(l, f->fwd_packets);
+	LINE_LIT(l, ",\"fwd_bytes\":");
+	put_u64(l, f->fwd_bytes);
+	LINE_LIT(l, ",\"rev_packets\":");
+	put_u64(l, f->rev_packets);
+	LINE_LIT(l, ",\"rev_bytes\":");
+	put_u64(l, f->rev_bytes);
+	LINE_LIT(l, ",\"fwd_tcp_flags\":");
+	put_u64(l, f->fwd_tcp_flags);
+	LINE_LIT(l, ",\"rev_tcp_flags\":");
+	put_u64(l, f->rev_tcp_flags);
+	LINE_LIT(l, ",\"icmp_type\":");
+	put_u64(l, f->icmp_type);
+	LINE_LIT(l, ",\"icmp_code\":");
+	put_u64(l, f->icmp_code);
+	LINE_LIT(l, ",\"vlan\":");
+	put_u64(l, f->vlan);
+	LINE_LIT(l, ",\"next_hop\":");
 	if (addr_is_zero(&f->next_hop))
-		line_puts(l, "null");
+		LINE_LIT(l, "null");
 	else
-		line_printf(l, "\"%s\"", mm_addr_format(&f->next_hop, hop));
-	line_printf(l,
-		    ",\"src_as\":%u,\"dst_as\":%u,\"in_if\":%u,\"out_if\":%u,\"sampling_rate\":%u,"
-		    "\"sensor_id\":%u,\"end_reason\":\"%s\",\"flags\":[",
-		    f->src_as, f->dst_as, f->in_if, f->out_if, f->sampling_rate, f->sensor_id,
-		    mm_end_reason_name(f->end_reason));
+		json_quoted_addr(l, &f->next_hop);
+	LINE_LIT(l, ",\"src_as\":");
+	put_u64(l, f->src_as);
+	LINE_LIT(l, ",\"dst_as\":");
+	put_u64(l, f->dst_as);
+	LINE_LIT(l, ",\"in_if\":");
+	put_u64(l, f->in_if);
+	LINE_LIT(l, ",\"out_if\":");
+	put_u64(l, f->out_if);
+	LINE_LIT(l, ",\"sampling_rate\":");
+	put_u64(l, f->sampling_rate);
+	LINE_LIT(l, ",\"sensor_id\":");
+	put_u64(l, f->sensor_id);
+	LINE_LIT(l, ",\"end_reason\":\"");
+	line_puts(l, mm_end_reason_name(f->end_reason));
+	LINE_LIT(l, "\",\"flags\":[");
 	for (size_t i = 0; i < N_FLAG_NAMES; i++) {
 		if (f->flags & (1u << i)) {
-			line_printf(l, "%s\"%s\"", any ? "," : "", flag_names[i]);
+			if (any)
+				line_putc(l, ',');
+			line_putc(l, '"');
+			line_puts(l, flag_names[i]);
+			line_putc(l, '"');
 			any = true;
 		}
 	}
-	line_puts(l, "],\"tunnel_parents\":[");
+	LINE_LIT(l, "],\"tunnel_parents\":[");
 	any = false;
 	for (size_t i = 0; i < MM_TUNNEL_PARENTS; i++) {
 		if (f->tunnel_parents[i]) {
-			line_printf(l, "%s%llu", any ? "," : "",
-				    (unsigned long long)f->tunnel_parents[i]);
+			if (any)
+				line_putc(l, ',');
+			put_u64(l, f->tunnel_parents[i]);
 			any = true;
 		}
 	}
-	line_putc(l, ']');
-	json_country(l, "src_country", f->src_country);
-	json_country(l, "dst_country", f->dst_country);
+	LINE_LIT(l, "],\"src_country\":");
+	json_country(l, f->src_country);
+	LINE_LIT(l, ",\"dst_country\":");
+	json_country(l, f->dst_country);
 	line_putc(l, '}');
 }
 
@@ -567,7 +891,10 @@ static void zeek_stamp(struct line *l, const char *tag)
 	/* Zeek stamps #open/#close in local time. */
 	localtime_r(&now, &tm);
 	strftime(text, sizeof(text), "%Y-%m-%d-%H-%M-%S", &tm);
-	line_printf(l, "#%s\t%s", tag, text);
+	line_putc(l, '#');
+	line_puts(l, tag);
+	line_putc(l, '\t');
+	line_puts(l, text);
 }
 
 static void zeek_header(struct line *l)
@@ -599,16 +926,24 @@ static const char *zeek_proto(uint8_t proto)
 	return "unknown_transport";
 }
 
-static void zeek_record(struct line *l, const struct mm_flow *f)
+static void zeek_record(struct line *l, struct date_cache *dates, const struct mm_flow *f)
 {
-	char uid[20], src[MM_ADDR_STRLEN], dst[MM_ADDR_STRLEN];
 	uint64_t duration = flow_duration_ns(f);
 	bool any = false;
 
+	(void)dates; /* Zeek writes epoch seconds */
 	put_seconds_us(l, f->first_ns);
-	line_printf(l, "\t%s\t%s\t%u\t%s\t%u\t%s\t-\t", mm_flow_uid(f->id, uid),
-		    mm_addr_format(&f->src, src), f->src_port, mm_addr_format(&f->dst, dst),
-		    f->dst_port, zeek_proto(f->proto));
+	line_putc(l, '\t');
+	put_uid(l, f->id);
+	line_putc(l, '\t');
+	put_addr(l, &f->src);
+	line_putc(l, '\t');
+	put_u64_sep(l, f->src_port, '\t');
+	put_addr(l, &f->dst);
+	line_putc(l, '\t');
+	put_u64_sep(l, f->dst_port, '\t');
+	line_puts(l, zeek_proto(f->proto));
+	LINE_LIT(l, "\t-\t");
 	/* Zeek leaves duration unset for a connection whose packets share one timestamp. */
 	if (duration)
 		put_seconds_us(l, duration);
@@ -616,18 +951,23 @@ static void zeek_record(struct line *l, const struct mm_flow *f)
 		line_putc(l, '-');
 	/* Payload byte counts, state, locality and history need payload or
 	 * configuration a flow meter does not have: unset, as Zeek writes them. */
-	line_printf(l, "\t-\t-\t-\t-\t-\t0\t-\t%llu\t%llu\t%llu\t%llu\t",
-		    (unsigned long long)f->fwd_packets, (unsigned long long)f->fwd_bytes,
-		    (unsigned long long)f->rev_packets, (unsigned long long)f->rev_bytes);
+	LINE_LIT(l, "\t-\t-\t-\t-\t-\t0\t-\t");
+	put_u64_sep(l, f->fwd_packets, '\t');
+	put_u64_sep(l, f->fwd_bytes, '\t');
+	put_u64_sep(l, f->rev_packets, '\t');
+	put_u64_sep(l, f->rev_bytes, '\t');
 	for (size_t i = 0; i < MM_TUNNEL_PARENTS; i++) {
 		if (f->tunnel_parents[i]) {
-			line_printf(l, "%s%s", any ? "," : "", mm_flow_uid(f->tunnel_parents[i], uid));
+			if (any)
+				line_putc(l, ',');
+			put_uid(l, f->tunnel_parents[i]);
 			any = true;
 		}
 	}
 	if (!any)
 		line_putc(l, '-');
-	line_printf(l, "\t%u", f->proto);
+	line_putc(l, '\t');
+	put_u64(l, f->proto);
 }
 
 static void zeek_trailer(struct line *l)
@@ -671,13 +1011,17 @@ int mm_flow_writer_new(struct mm_flow_writer **out, enum mm_output_format fmt, F
 	return 0;
 }
 
-/* Writes the rendered line plus a newline. */
+/*
+ * Writes the rendered line plus a newline. Callers hold the stream's lock
+ * (flockfile) for a whole batch: taking it once a line cost as much as
+ * rendering a short record.
+ */
 static int emit_line(struct mm_flow_writer *w)
 {
 	struct line *l = &w->line;
 
 	line_putc(l, '\n');
-	if (fwrite(l->buf, 1, l->len, w->fp) != l->len) {
+	if (fwrite_unlocked(l->buf, 1, l->len, w->fp) != l->len) {
 		w->failed = true;
 		return mm_fail(MM_EIO, "output: %s: write failed: %s", w->ops->name, strerror(errno));
 	}
@@ -705,12 +1049,14 @@ int mm_flow_writer_write(struct mm_flow_writer *w, const struct mm_flow *flows, 
 
 	if (w->failed)
 		return refuse_after_failure(w);
+	flockfile(w->fp);
 	rc = write_header_once(w);
 	for (size_t i = 0; rc == 0 && i < n; i++) {
 		line_reset(&w->line);
-		w->ops->record(&w->line, &flows[i]);
+		w->ops->record(&w->line, &w->dates, &flows[i]);
 		rc = emit_line(w);
 	}
+	funlockfile(w->fp);
 	return rc;
 }
 
@@ -720,12 +1066,14 @@ int mm_flow_writer_finish(struct mm_flow_writer *w)
 
 	if (w->failed)
 		return refuse_after_failure(w);
+	flockfile(w->fp);
 	rc = write_header_once(w);
 	if (rc == 0 && w->ops->trailer) {
 		line_reset(&w->line);
 		w->ops->trailer(&w->line);
 		rc = emit_line(w);
 	}
+	funlockfile(w->fp);
 	if (rc == 0 && (fflush(w->fp) != 0 || ferror(w->fp))) {
 		w->failed = true;
 		rc = mm_fail(MM_EIO, "output: %s: write failed: %s", w->ops->name, strerror(errno));
@@ -738,34 +1086,8 @@ void mm_flow_writer_free(struct mm_flow_writer *w)
 	free(w);
 }
 
-/* splitmix64's finaliser: xor-shifts and odd multipliers, each invertible, so a bijection. */
-static uint64_t mix64(uint64_t z)
-{
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
-}
-
-static void base62_fixed(uint64_t v, char *out, int width)
-{
-	static const char digits[] =
-		"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-
-	for (int i = width - 1; i >= 0; i--) {
-		out[i] = digits[v % 62];
-		v /= 62;
-	}
-}
-
 char *mm_flow_uid(uint64_t id, char buf[20])
 {
-	/*
-	 * The first 11 digits spell a bijection of the id (62^11 > 2^64), so
-	 * distinct ids never share a uid; the last 6 only pad to Zeek's length.
-	 */
-	buf[0] = 'C';
-	base62_fixed(mix64(id), buf + 1, 11);
-	base62_fixed(mix64(id ^ 0x9e3779b97f4a7c15ULL), buf + 12, 6);
-	buf[18] = '\0';
+	*fmt_uid(buf, id) = '\0';
 	return buf;
 }
