@@ -114,10 +114,17 @@ static void flush_flows(struct mm_ingest *ing)
 	ing->n_batch = 0;
 }
 
-void ingest_emit_flow(struct mm_ingest *ing, const struct mm_flow *f)
+struct mm_flow *ingest_flow_slot(struct mm_ingest *ing)
 {
-	ing->batch[ing->n_batch++] = *f;
-	if (ing->n_batch == FLOW_BATCH)
+	struct mm_flow *f = &ing->batch[ing->n_batch];
+
+	memset(f, 0, sizeof(*f));
+	return f;
+}
+
+void ingest_flow_commit(struct mm_ingest *ing)
+{
+	if (++ing->n_batch == FLOW_BATCH)
 		flush_flows(ing);
 }
 

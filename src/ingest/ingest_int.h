@@ -31,7 +31,7 @@ enum op_kind {
 	OP_START_DELTA_US, OP_END_DELTA_US, OP_START_UPTIME, OP_END_UPTIME,
 	OP_DURATION_MS, OP_DURATION_US,
 	OP_SAMPLING_INTERVAL, OP_SAMPLING_SPACE, OP_SAMPLING_SIZE, OP_SAMPLING_POPULATION,
-	OP_SAMPLER_ID, OP_SYS_INIT_MS,
+	OP_SAMPLER_ID, OP_SYS_INIT_MS, OP_FLOW_ID, OP_OBS_POINT,
 };
 
 struct tmpl_field {
@@ -160,7 +160,9 @@ static inline uint64_t rd_uint(const uint8_t *p, unsigned len)
 /* ingest.c */
 struct session *ingest_session(struct msg_ctx *m, uint16_t version, uint32_t domain);
 void ingest_count_drop(struct msg_ctx *m, enum mm_ingest_drop reason);
-void ingest_emit_flow(struct mm_ingest *ing, const struct mm_flow *f);
+/* The batch slot the next flow is decoded into, zeroed; ingest_flow_commit() keeps it. */
+struct mm_flow *ingest_flow_slot(struct mm_ingest *ing);
+void ingest_flow_commit(struct mm_ingest *ing);
 void ingest_sequence(struct msg_ctx *m, uint32_t seq, uint32_t advance, bool known);
 int ingest_hold_set(struct msg_ctx *m, uint16_t template_id, const uint8_t *p, size_t len);
 void ingest_release_held(struct msg_ctx *m, uint16_t template_id);

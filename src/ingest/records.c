@@ -23,7 +23,7 @@ enum time_have {
 
 /* Values of one record that need the whole record before they mean anything. */
 struct rec_scratch {
-	struct mm_flow f;
+	struct mm_flow *f;            /* the flow batch's next slot, filled in place */
 	unsigned have;
 	uint32_t start_up, end_up;
 	uint64_t duration_ns;
@@ -34,6 +34,7 @@ struct rec_scratch {
 	uint64_t sys_init_ms;
 	uint16_t icmp_type_code;
 	bool has_icmp_tc, has_icmp_type, has_icmp_code;
+	bool has_sensor;              /* the record names its observation point */
 };
 
 static uint64_t ntp_to_ns(const uint8_t *p)
@@ -67,20 +68,34 @@ static uint64_t uptime_to_ns(const struct msg_ctx *m, uint32_t t)
 	return ns > 0 ? (uint64_t)ns : 0;
 }
 
+/* rd_uint with the lengths templates use as single loads: this runs for every field of every record. */
+static inline uint64_t read_value(const uint8_t *p, unsigned len)
+{
+	switch (len) {
+	case 1: return p[0];
+	case 2: return rd16(p);
+	case 4: return rd32(p);
+	case 8: return (uint64_t)rd32(p) << 32 | rd32(p + 4);
+	default: return len < 8 ? rd_uint(p, len) : 0;
+	}
+}
+
 static void apply_op(const struct msg_ctx *m, struct rec_scratch *r, const struct tmpl_op *op,
 		     const uint8_t *p)
 {
-	struct mm_flow *f = &r->f;
-	uint64_t v = 0;
+	struct mm_flow *f = r->f;
+	uint64_t v = read_value(p, op->len);
 
-	if (op->len <= 8)
-		v = rd_uint(p, op->len);
 	switch ((enum op_kind)op->kind) {
 	case OP_SRC_V4: mm_addr_set_v4(&f->src, p); break;
 	case OP_DST_V4: mm_addr_set_v4(&f->dst, p); break;
 	case OP_SRC_V6: mm_addr_set_v6(&f->src, p); break;
 	case OP_DST_V6: mm_addr_set_v6(&f->dst, p); break;
-	case OP_NEXTHOP_V4: mm_addr_set_v4(&f->next_hop, p); break;
+	case OP_NEXTHOP_V4:
+		/* 0.0.0.0 is how exporters say "no next hop": keep the all-zero "unknown". */
+		if (v)
+			mm_addr_set_v4(&f->next_hop, p);
+		break;
 	case OP_NEXTHOP_V6: mm_addr_set_v6(&f->next_hop, p); break;
 	case OP_SRC_PORT: f->src_port = (uint16_t)v; break;
 	case OP_DST_PORT: f->dst_port = (uint16_t)v; break;
@@ -118,6 +133,8 @@ static void apply_op(const struct msg_ctx *m, struct rec_scratch *r, const struc
 	case OP_SAMPLING_POPULATION: r->population = v; r->has_interval = true; break;
 	case OP_SAMPLER_ID: r->sampler_id = (uint32_t)v; r->has_sampler_id = true; break;
 	case OP_SYS_INIT_MS: r->sys_init_ms = v; r->has_sys_init = true; break;
+	case OP_FLOW_ID: f->id = v; break;
+	case OP_OBS_POINT: f->sensor_id = (uint32_t)v; r->has_sensor = true; break;
 	}
 }
 
@@ -167,7 +184,7 @@ static void learn_options(struct session *s, const struct rec_scratch *r)
 
 static void resolve_times(const struct msg_ctx *m, struct rec_scratch *r)
 {
-	struct mm_flow *f = &r->f;
+	struct mm_flow *f = r->f;
 
 	if (!(r->have & HAVE_START) && (r->have & HAVE_START_UP)) {
 		f->first_ns = uptime_to_ns(m, r->start_up);
@@ -216,7 +233,7 @@ static int icmp_counterpart(uint8_t proto, uint8_t type)
  */
 static void resolve_icmp(struct rec_scratch *r)
 {
-	struct mm_flow *f = &r->f;
+	struct mm_flow *f = r->f;
 	int peer;
 
 	if (f->proto != 1 && f->proto != 58)
@@ -235,7 +252,7 @@ static void resolve_icmp(struct rec_scratch *r)
 
 static void finish_flow(const struct msg_ctx *m, struct rec_scratch *r)
 {
-	struct mm_flow *f = &r->f;
+	struct mm_flow *f = r->f;
 	uint32_t rate;
 
 	resolve_times(m, r);
@@ -251,7 +268,9 @@ static void finish_flow(const struct msg_ctx *m, struct rec_scratch *r)
 	f->sampling_rate = rate;
 	if (rate > 1)
 		f->flags |= MM_FLOW_SAMPLED;
-	f->sensor_id = m->ing->cfg.sensor_id;
+	/* The exporter's observation point is the sensor; else the collector's own. */
+	if (!r->has_sensor)
+		f->sensor_id = m->ing->cfg.sensor_id;
 }
 
 static void emit_record(const struct msg_ctx *m, const struct tmpl *t, const uint8_t *rec,
@@ -316,10 +335,9 @@ static size_t walk_varlen(const struct tmpl *t, const uint8_t *rec, size_t avail
 static void decode_one(struct msg_ctx *m, const struct tmpl *t, const uint8_t *rec, const uint16_t *offs,
 		       const uint16_t *lens)
 {
-	struct rec_scratch r;
+	struct rec_scratch r = { .f = ingest_flow_slot(m->ing) };
 	struct session *s = m->s;
 
-	memset(&r, 0, sizeof(r));
 	for (uint16_t i = 0; i < t->n_ops; i++)
 		apply_op(m, &r, &t->ops[i], rec + offs[t->ops[i].field]);
 	s->st.records_received++;
@@ -334,8 +352,8 @@ static void decode_one(struct msg_ctx *m, const struct tmpl *t, const uint8_t *r
 	finish_flow(m, &r);
 	s->st.flows++;
 	if (m->ing->record_fn)
-		emit_record(m, t, rec, offs, lens, &r.f);
-	ingest_emit_flow(m->ing, &r.f);
+		emit_record(m, t, rec, offs, lens, r.f);
+	ingest_flow_commit(m->ing);
 }
 
 void records_decode_set(struct msg_ctx *m, const struct tmpl *t, const uint8_t *p, size_t len)

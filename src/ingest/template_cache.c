@@ -39,6 +39,8 @@ static uint8_t op_for_iana(uint16_t id)
 	case 176: case 178: return OP_ICMP_TYPE;
 	case 177: case 179: return OP_ICMP_CODE;
 	case 136: return OP_END_REASON;
+	case 148: return OP_FLOW_ID;
+	case 138: return OP_OBS_POINT;                       /* observationPointId: the sensor */
 	case 150: return OP_START_SECS;
 	case 151: return OP_END_SECS;
 	case 152: return OP_START_MS;
@@ -111,8 +113,42 @@ static uint8_t op_kind(const struct tmpl_spec *spec, const struct tmpl_field *f)
 	return kind;
 }
 
+/* The flow field an op fills: every encoding of a start (or end) time fills the same one. */
+static uint8_t op_target(uint8_t kind)
+{
+	switch (kind) {
+	case OP_START_SECS: case OP_START_MS: case OP_START_NTP: case OP_START_DELTA_US:
+	case OP_START_UPTIME:
+		return OP_START_SECS;
+	case OP_END_SECS: case OP_END_MS: case OP_END_NTP: case OP_END_DELTA_US: case OP_END_UPTIME:
+		return OP_END_SECS;
+	}
+	return kind;
+}
+
+/*
+ * When several elements fill one field, the most exact wins: a delta count
+ * over a running total (a collector sums deltas), and the finest time
+ * (exporters such as mamori's own send nanoseconds and, for older
+ * collectors, milliseconds too). Equal ranks keep template order.
+ */
+static unsigned element_rank(const struct tmpl_field *f)
+{
+	if (f->enterprise != 0)
+		return 1;
+	switch (f->id) {
+	case 1: case 2: return 2;              /* octet/packetDeltaCount */
+	case 156: case 157: return 5;          /* nanoseconds */
+	case 154: case 155: case 158: case 159: return 4; /* microseconds */
+	case 152: case 153: case 21: case 22: return 3;   /* milliseconds, sysUpTime */
+	}
+	return 1;
+}
+
 int tmpl_build(struct tmpl **out, const struct tmpl_spec *spec)
 {
+	uint8_t rank_of[64] = { 0 };   /* by op_target: rank of the element kept */
+	uint16_t op_at[64];            /* by op_target: its index in ops */
 	size_t n_ops = 0, size;
 	uint64_t seen = 0;
 	uint32_t off = 0;
@@ -139,10 +175,20 @@ int tmpl_build(struct tmpl **out, const struct tmpl_spec *spec)
 			off += f->len;
 		}
 		kind = op_kind(spec, f);
-		/* The first of several elements for one target wins (delta before total). */
-		if (kind && !(seen & (1ull << kind))) {
-			seen |= 1ull << kind;
-			t->ops[n_ops++] = (struct tmpl_op){ .field = i, .kind = kind, .len = (uint8_t)f->len };
+		if (kind) {
+			uint8_t target = op_target(kind);
+			unsigned rank = element_rank(f);
+			struct tmpl_op op = { .field = i, .kind = kind, .len = (uint8_t)f->len };
+
+			if (!(seen & (1ull << target))) {
+				seen |= 1ull << target;
+				rank_of[target] = (uint8_t)rank;
+				op_at[target] = (uint16_t)n_ops;
+				t->ops[n_ops++] = op;
+			} else if (rank > rank_of[target]) {
+				rank_of[target] = (uint8_t)rank;
+				t->ops[op_at[target]] = op;
+			}
 		}
 	}
 	t->id = spec->id;
