@@ -161,14 +161,27 @@ static inline void flow_table_prefetch_slot(const struct flow_table *t, uint64_t
 
 static inline void flow_table_prefetch_entry(const struct flow_table *t, uint64_t hash)
 {
-	uint64_t s = t->slot[(uint32_t)hash & (t->n_slots - 1)];
+	size_t mask = t->n_slots - 1;
 
-	if (s && (uint32_t)(s >> 32) == (uint32_t)hash) {
-		uint32_t idx = (uint32_t)s - 1;
-		const struct ft_entry *e = &t->chunk[idx >> FT_CHUNK_SHIFT][idx & (FT_CHUNK_ENTRIES - 1)];
+	/*
+	 * Linear probing displaces keys from their home slot, so follow the run
+	 * a few slots (they share the home slot's cache line): prefetching only
+	 * home-slot hits left most lookups of a large table to miss.
+	 */
+	for (size_t i = (uint32_t)hash & mask, n = 0; n < 4; i = (i + 1) & mask, n++) {
+		uint64_t s = t->slot[i];
 
-		__builtin_prefetch(e, 1);
-		__builtin_prefetch((const char *)e + 64, 1);
+		if (!s)
+			return;
+		if ((uint32_t)(s >> 32) == (uint32_t)hash) {
+			uint32_t idx = (uint32_t)s - 1;
+			const struct ft_entry *e =
+				&t->chunk[idx >> FT_CHUNK_SHIFT][idx & (FT_CHUNK_ENTRIES - 1)];
+
+			__builtin_prefetch(e, 1);
+			__builtin_prefetch((const char *)e + 64, 1);
+			return;
+		}
 	}
 }
 
