@@ -1,56 +1,11 @@
 /*
- * libFuzzer target: ipfix export messages into one long-lived ingest object,
- * so templates learnt from one input shape the decoding of the next, with
- * small caps so that template storms and held-set limits are reached.
+ * libFuzzer target: IPFIX export messages (see fuzz_ingest.h).
  */
-#include "mamori/ingest.h"
-
-#include <stddef.h>
-#include <stdint.h>
-#include <stdio.h>
+#include "fuzz_ingest.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static void discard_flows(void *ctx, const struct mm_flow *flows, size_t n)
-{
-	(void)ctx;
-	(void)flows;
-	(void)n;
-}
-
-/* Renders every record, so the JSON writer sees hostile fields too. */
-static void render_record(void *ctx, const struct mm_ingest_record *rec)
-{
-	mm_ingest_json_write(ctx, rec);
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static struct mm_ingest *ing;
-	static FILE *sink;
-	static uint64_t now_ns;
-	struct mm_addr exporter;
-	uint8_t msg[65536];
-
-	if (!ing) {
-		struct mm_ingest_config cfg;
-		sink = fopen("/dev/null", "w");
-		mm_ingest_config_default(&cfg);
-		cfg.max_templates = 64;
-		cfg.max_template_bytes = 64u << 10;
-		cfg.max_domains = 64;
-		if (!sink || mm_ingest_new(&ing, &cfg, discard_flows, render_record, sink))
-			return 0;
-	}
-	if (size < 2 || size > sizeof(msg))
-		return 0;
-	/* The first input byte picks one of four exporters; the version is forced. */
-	mm_addr_set_v4_u32(&exporter, 0xc0000200u | (data[0] & 3u));
-	msg[0] = 0;
-	msg[1] = 10;
-	for (size_t i = 2; i < size; i++)
-		msg[i] = data[i];
-	now_ns += 1000000000ull;
-	mm_ingest_message(ing, &exporter, 2055, msg, size, now_ns);
-	return 0;
+	return fuzz_ingest_one(10, data, size);
 }

@@ -137,6 +137,9 @@ int mm_ingest_message(struct mm_ingest *ing, const struct mm_addr *exporter, uin
 /* Drops held sets and templates whose time has passed, counting them. */
 void mm_ingest_advance(struct mm_ingest *ing, uint64_t now_ns);
 
+/* Adds every counter of s to sum (exporter, version and domain are left alone). */
+void mm_ingest_stats_add(struct mm_ingest_stats *sum, const struct mm_ingest_stats *s);
+
 /* Sum over all sessions, plus messages no session could be found for. */
 void mm_ingest_get_totals(const struct mm_ingest *ing, struct mm_ingest_stats *out);
 

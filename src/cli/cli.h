@@ -7,6 +7,7 @@
 #define MAMORI_CLI_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 
 /* Exit codes, documented in `mamori --help` and docs/mamori.1. */
@@ -28,6 +29,15 @@ int cli_exit_for_status(int status);
 
 /* Prints "mamori NAME: MESSAGE" and the hint to run --help; returns CLI_EXIT_USAGE. */
 int cli_usage_error(const char *command, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/*
+ * Option values: a decimal count in [min, max], or a duration ("300s",
+ * "5m"). 0, or CLI_EXIT_USAGE after printing a usage error that names the
+ * option and quotes the text.
+ */
+int cli_parse_count(const char *command, const char *option, const char *text, uint64_t min,
+		    uint64_t max, uint64_t *out);
+int cli_parse_duration(const char *command, const char *option, const char *text, uint64_t *out);
 
 /* Prints "mamori NAME: <last library error>" and returns the mapped exit code. */
 int cli_fail(const char *command, int status);

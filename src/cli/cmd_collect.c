@@ -197,28 +197,6 @@ struct collect_options {
 	bool quiet;
 };
 
-static int parse_count(const char *option, const char *text, uint64_t min, uint64_t max, uint64_t *out)
-{
-	char *end;
-	unsigned long long v;
-
-	errno = 0;
-	v = strtoull(text, &end, 10);
-	if (text[0] < '0' || text[0] > '9' || *end != '\0' || errno || v < min || v > max)
-		return cli_usage_error("collect", "%s: '%s' is not a number from %llu to %llu", option, text,
-				       (unsigned long long)min, (unsigned long long)max);
-	*out = v;
-	return 0;
-}
-
-static int parse_duration(const char *option, const char *text, uint64_t *out)
-{
-	if (mm_duration_parse(text, out) != 0)
-		return cli_usage_error("collect", "%s: '%s' is not a duration (e.g. 10s, 5m, 1.5h)", option,
-				       text);
-	return 0;
-}
-
 static int add_listener(struct collect_options *o, const char *text)
 {
 	if (o->n_listeners == MM_COLLECT_LISTENERS_MAX)
@@ -296,15 +274,15 @@ static int parse_option(struct collect_options *o, int opt, const char *arg)
 	case OPT_EXPORTER: return parse_exporter(o, arg);
 	case OPT_FORMAT: return parse_format(o, arg);
 	case OPT_FORWARD: o->forward = arg; return 0;
-	case OPT_WORKERS: return parse_count("--workers", arg, 1, MM_COLLECT_WORKERS_MAX, &o->workers);
-	case OPT_STATS_INTERVAL: return parse_duration("--stats-interval", arg, &o->stats_interval_ns);
+	case OPT_WORKERS: return cli_parse_count("collect", "--workers", arg, 1, MM_COLLECT_WORKERS_MAX, &o->workers);
+	case OPT_STATS_INTERVAL: return cli_parse_duration("collect", "--stats-interval", arg, &o->stats_interval_ns);
 	case OPT_STATS_FILE: o->stats_path = arg; return 0;
 	case OPT_TEMPLATE_LIFETIME:
 		o->lifetime_set = true;
-		return parse_duration("--template-lifetime", arg, &o->lifetime_ns);
-	case OPT_SENSOR: return parse_count("--sensor", arg, 0, UINT32_MAX, &o->sensor);
-	case OPT_DURATION: return parse_duration("--duration", arg, &o->duration_ns);
-	case OPT_COUNT: return parse_count("--count", arg, 1, UINT64_MAX, &o->count);
+		return cli_parse_duration("collect", "--template-lifetime", arg, &o->lifetime_ns);
+	case OPT_SENSOR: return cli_parse_count("collect", "--sensor", arg, 0, UINT32_MAX, &o->sensor);
+	case OPT_DURATION: return cli_parse_duration("collect", "--duration", arg, &o->duration_ns);
+	case OPT_COUNT: return cli_parse_count("collect", "--count", arg, 1, UINT64_MAX, &o->count);
 	}
 	return cli_usage_error("collect", "unknown option");
 }

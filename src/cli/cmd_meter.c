@@ -190,29 +190,6 @@ struct meter_options {
 	bool quiet;
 };
 
-static int parse_count(const char *option, const char *text, uint64_t min, uint64_t max,
-		       uint64_t *out)
-{
-	char *end;
-	unsigned long long v;
-
-	errno = 0;
-	v = strtoull(text, &end, 10);
-	if (text[0] < '0' || text[0] > '9' || *end != '\0' || errno || v < min || v > max)
-		return cli_usage_error("meter", "%s: '%s' is not a number from %llu to %llu", option,
-				       text, (unsigned long long)min, (unsigned long long)max);
-	*out = v;
-	return 0;
-}
-
-static int parse_duration(const char *option, const char *text, uint64_t *out)
-{
-	if (mm_duration_parse(text, out) != 0)
-		return cli_usage_error("meter", "%s: '%s' is not a duration (e.g. 300s, 5m, 1.5h)",
-				       option, text);
-	return 0;
-}
-
 static int parse_idle_timeout(struct meter_options *o, const char *text)
 {
 	const char *eq = strchr(text, '=');
@@ -222,7 +199,7 @@ static int parse_idle_timeout(struct meter_options *o, const char *text)
 
 	if (!eq)
 		return cli_usage_error("meter", "--idle-timeout: '%s' is not PROTO=DURATION", text);
-	rc = parse_duration("--idle-timeout", eq + 1, &ns);
+	rc = cli_parse_duration("meter", "--idle-timeout", eq + 1, &ns);
 	if (rc)
 		return rc;
 	if (name_len == 3 && strncasecmp(text, "all", 3) == 0) {
@@ -256,7 +233,7 @@ static int parse_option(struct meter_options *o, int opt, const char *arg)
 	case OPT_IPFIX: o->ipfix_dest = arg; break;
 	case 'q': o->quiet = true; break;
 	case 's':
-		rc = parse_count("--snaplen", arg, 1, MAX_SNAPLEN, &v);
+		rc = cli_parse_count("meter", "--snaplen", arg, 1, MAX_SNAPLEN, &v);
 		o->snaplen = (int)v;
 		break;
 	case OPT_FORMAT:
@@ -271,18 +248,18 @@ static int parse_option(struct meter_options *o, int opt, const char *arg)
 		break;
 	case OPT_IDLE_TIMEOUT: rc = parse_idle_timeout(o, arg); break;
 	case OPT_ACTIVE_TIMEOUT:
-		rc = parse_duration("--active-timeout", arg, &o->active_ns);
+		rc = cli_parse_duration("meter", "--active-timeout", arg, &o->active_ns);
 		o->active_set = true;
 		break;
 	case OPT_MAX_FLOWS:
-		rc = parse_count("--max-flows", arg, 1, SIZE_MAX, &o->max_flows);
+		rc = cli_parse_count("meter", "--max-flows", arg, 1, SIZE_MAX, &o->max_flows);
 		o->max_flows_set = true;
 		break;
 	case OPT_MAX_ENCAP:
-		rc = parse_count("--max-encap", arg, 1, 8, &o->max_encap);
+		rc = cli_parse_count("meter", "--max-encap", arg, 1, 8, &o->max_encap);
 		o->max_encap_set = true;
 		break;
-	case OPT_SENSOR: rc = parse_count("--sensor", arg, 0, UINT32_MAX, &o->sensor); break;
+	case OPT_SENSOR: rc = cli_parse_count("meter", "--sensor", arg, 0, UINT32_MAX, &o->sensor); break;
 	default: return cli_usage_error("meter", "unknown option");
 	}
 	return rc;

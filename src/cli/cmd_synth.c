@@ -184,20 +184,20 @@ static int apply_option(int opt, const char *arg, struct mm_synth_config *cfg)
 
 	switch (opt) {
 	case OPT_SEED:
-		if (parse_u64(arg, 0, UINT64_MAX, &cfg->seed) != 0)
-			return cli_usage_error("synth", "--seed: '%s' is not a number", arg);
+		if (cli_parse_count("synth", "--seed", arg, 0, UINT64_MAX, &cfg->seed) != 0)
+			return CLI_EXIT_USAGE;
 		return CLI_EXIT_OK;
 	case OPT_FLOWS:
-		if (parse_u64(arg, 1, 4227858432ull, &cfg->n_flows) != 0)
-			return cli_usage_error("synth", "--flows: '%s' is not a number in 1..4227858432", arg);
+		if (cli_parse_count("synth", "--flows", arg, 1, 4227858432ull, &cfg->n_flows) != 0)
+			return CLI_EXIT_USAGE;
 		return CLI_EXIT_OK;
 	case OPT_PACKETS:
-		if (parse_u64(arg, 0, 100000000000ull, &cfg->n_packets) != 0)
-			return cli_usage_error("synth", "--packets: '%s' is not a number in 0..1e11", arg);
+		if (cli_parse_count("synth", "--packets", arg, 0, 100000000000ull, &cfg->n_packets) != 0)
+			return CLI_EXIT_USAGE;
 		return CLI_EXIT_OK;
 	case OPT_CONCURRENCY:
-		if (parse_u64(arg, 1, 1000000, &v) != 0)
-			return cli_usage_error("synth", "--concurrency: '%s' is not a number in 1..1000000", arg);
+		if (cli_parse_count("synth", "--concurrency", arg, 1, 1000000, &v) != 0)
+			return CLI_EXIT_USAGE;
 		cfg->concurrency = (unsigned)v;
 		return CLI_EXIT_OK;
 	case OPT_IPV6_SHARE:
@@ -213,8 +213,8 @@ static int apply_option(int opt, const char *arg, struct mm_synth_config *cfg)
 			return cli_usage_error("synth", "--start: '%s' is not a time", arg);
 		return CLI_EXIT_OK;
 	case OPT_SNAPLEN:
-		if (parse_u64(arg, 80, 262144, &v) != 0)
-			return cli_usage_error("synth", "--snaplen: '%s' is not a number in 80..262144", arg);
+		if (cli_parse_count("synth", "--snaplen", arg, 80, 262144, &v) != 0)
+			return CLI_EXIT_USAGE;
 		cfg->snaplen = (uint32_t)v;
 		return CLI_EXIT_OK;
 	}

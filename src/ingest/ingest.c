@@ -368,7 +368,7 @@ void mm_ingest_advance(struct mm_ingest *ing, uint64_t now_ns)
 	}
 }
 
-static void add_stats(struct mm_ingest_stats *sum, const struct mm_ingest_stats *s)
+void mm_ingest_stats_add(struct mm_ingest_stats *sum, const struct mm_ingest_stats *s)
 {
 	sum->messages += s->messages;
 	sum->messages_malformed += s->messages_malformed;
@@ -395,9 +395,9 @@ static void add_stats(struct mm_ingest_stats *sum, const struct mm_ingest_stats 
 void mm_ingest_get_totals(const struct mm_ingest *ing, struct mm_ingest_stats *out)
 {
 	memset(out, 0, sizeof(*out));
-	add_stats(out, &ing->orphan);
+	mm_ingest_stats_add(out, &ing->orphan);
 	for (size_t i = 0; i < ing->n_sessions; i++)
-		add_stats(out, &ing->sessions[i]->st);
+		mm_ingest_stats_add(out, &ing->sessions[i]->st);
 }
 
 size_t mm_ingest_session_count(const struct mm_ingest *ing)

@@ -264,30 +264,6 @@ static void *worker_main(void *arg)
 
 /* ---- counters ---- */
 
-static void add_ingest(struct mm_ingest_stats *sum, const struct mm_ingest_stats *s)
-{
-	sum->messages += s->messages;
-	sum->messages_malformed += s->messages_malformed;
-	sum->records_received += s->records_received;
-	sum->records_decoded += s->records_decoded;
-	sum->records_dropped += s->records_dropped;
-	sum->sets_pending += s->sets_pending;
-	sum->sets_late_decoded += s->sets_late_decoded;
-	sum->options_records += s->options_records;
-	sum->flows += s->flows;
-	sum->templates_added += s->templates_added;
-	sum->templates_replaced += s->templates_replaced;
-	sum->templates_withdrawn += s->templates_withdrawn;
-	sum->templates_expired += s->templates_expired;
-	sum->templates_active += s->templates_active;
-	sum->template_bytes += s->template_bytes;
-	sum->sequence_gaps += s->sequence_gaps;
-	sum->sequence_lost += s->sequence_lost;
-	sum->sequence_reorders += s->sequence_reorders;
-	for (unsigned i = 0; i < MM_IDROP__COUNT; i++)
-		sum->drops[i] += s->drops[i];
-}
-
 static void add_net(struct collect_net_stats *sum, const struct collect_net_stats *s)
 {
 	sum->datagrams += s->datagrams;
@@ -318,7 +294,7 @@ static void gather_totals(struct collect_run *run, struct collect_totals *t)
 		t->pcap_packets += w->pcap_packets;
 		t->pcap_not_export += w->pcap_not_export;
 		pthread_mutex_unlock(&w->lock);
-		add_ingest(&t->ingest, &s);
+		mm_ingest_stats_add(&t->ingest, &s);
 		if (w->net) {
 			collect_net_get_stats(w->net, &ns);
 			add_net(&t->net, &ns);
@@ -447,7 +423,7 @@ static void print_sessions(struct collect_run *run, FILE *fp)
 		size_t j = i + 1;
 
 		for (; j < n && session_cmp(&all[i], &all[j]) == 0; j++)
-			add_ingest(&sum, &all[j]);
+			mm_ingest_stats_add(&sum, &all[j]);
 		print_session(fp, &sum);
 		i = j;
 	}
