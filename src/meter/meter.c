@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define METER_BATCH 32        /* packets decoded and prefetched together */
+#define METER_BATCH 128       /* packets decoded and prefetched together */
 #define SINK_BATCH 256        /* flows handed to the sink per call */
 #define EXPIRE_BUDGET 8       /* wheel entries examined per packet */
 #define PREFETCH_AHEAD 8      /* packets between an entry's prefetch and its use */
