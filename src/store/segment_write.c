@@ -1,0 +1,284 @@
+/*
+ * Builds one segment file from a run of flows: each column is cut into
+ * chunks, each chunk encoded (encode.c), compressed with zstd or LZ4 when
+ * that makes it smaller, and checksummed; the header and directory go in
+ * front of the payloads. The file is written whole under the temporary name
+ * the writer gives; publishing it is the writer's job.
+ */
+#include "store/store_int.h"
+
+#include "mamori/status.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <lz4.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include <zstd.h>
+
+struct seg_builder {
+	struct seg_build_options opt;
+	struct enc_scratch enc;
+	uint64_t *cols;        /* every column of one chunk: MM_STORE_N_COLUMNS × rows_per_chunk */
+	uint8_t *raw;          /* its encoded payload */
+	uint8_t *packed;       /* and compressed */
+	size_t raw_cap, packed_cap;
+	uint8_t *payload;      /* every chunk payload of the segment */
+	size_t payload_len, payload_cap;
+	uint8_t *head;         /* header, column descriptors, directory */
+	size_t head_cap;
+	ZSTD_CCtx *zstd;
+};
+
+int seg_builder_new(struct seg_builder **out, const struct seg_build_options *opt)
+{
+	struct seg_builder *b = calloc(1, sizeof(*b));
+	size_t rows = opt->rows_per_chunk;
+
+	*out = NULL;
+	if (!b)
+		return mm_fail(MM_ENOMEM, "store: segment builder");
+	b->opt = *opt;
+	b->raw_cap = enc_max_raw_len(rows) + 8;
+	b->packed_cap = ZSTD_compressBound(b->raw_cap);
+	if ((size_t)LZ4_compressBound((int)b->raw_cap) > b->packed_cap)
+		b->packed_cap = (size_t)LZ4_compressBound((int)b->raw_cap);
+	b->cols = malloc(MM_STORE_N_COLUMNS * rows * sizeof(uint64_t));
+	b->enc.tmp = malloc(rows * sizeof(uint64_t));
+	b->enc.row_cap = rows;
+	b->raw = malloc(b->raw_cap);
+	b->packed = malloc(b->packed_cap);
+	b->zstd = ZSTD_createCCtx();
+	if (!b->cols || !b->enc.tmp || !b->raw || !b->packed || !b->zstd) {
+		seg_builder_free(b);
+		return mm_fail(MM_ENOMEM, "store: segment builder for %zu-row chunks", rows);
+	}
+	*out = b;
+	return 0;
+}
+
+void seg_builder_free(struct seg_builder *b)
+{
+	if (!b)
+		return;
+	free(b->cols);
+	free(b->enc.tmp);
+	free(b->raw);
+	free(b->packed);
+	free(b->payload);
+	free(b->head);
+	ZSTD_freeCCtx(b->zstd);
+	free(b);
+}
+
+void seg_file_name(uint64_t id, char *buf, size_t cap)
+{
+	snprintf(buf, cap, "seg-%06" PRIu64 ".mms", id);
+}
+
+static int payload_reserve(struct seg_builder *b, size_t more)
+{
+	size_t cap = b->payload_cap ? b->payload_cap : 1u << 20;
+	uint8_t *p;
+
+	if (b->payload_len + more <= b->payload_cap)
+		return 0;
+	while (cap < b->payload_len + more)
+		cap *= 2;
+	p = realloc(b->payload, cap);
+	if (!p)
+		return mm_fail(MM_ENOMEM, "store: segment payload of %zu bytes", cap);
+	b->payload = p;
+	b->payload_cap = cap;
+	return 0;
+}
+
+/* Compresses b->raw when that saves bytes; returns the bytes to store and sets *codec. */
+static const uint8_t *compress_chunk(struct seg_builder *b, size_t raw_len, size_t *stored_len,
+				     uint8_t *codec)
+{
+	size_t n = 0;
+
+	*codec = MM_STORE_CODEC_NONE;
+	*stored_len = raw_len;
+	if (raw_len < 64)
+		return b->raw;
+	if (b->opt.codec == MM_STORE_CODEC_ZSTD) {
+		n = ZSTD_compressCCtx(b->zstd, b->packed, b->packed_cap, b->raw, raw_len,
+				      b->opt.zstd_level);
+		if (ZSTD_isError(n))
+			n = 0;
+	} else if (b->opt.codec == MM_STORE_CODEC_LZ4) {
+		int r = LZ4_compress_default((const char *)b->raw, (char *)b->packed, (int)raw_len,
+					     (int)b->packed_cap);
+		n = r > 0 ? (size_t)r : 0;
+	}
+	if (n == 0 || n >= raw_len)
+		return b->raw;
+	*codec = (uint8_t)b->opt.codec;
+	*stored_len = n;
+	return b->packed;
+}
+
+static void put_entry(uint8_t *p, const struct seg_entry *e)
+{
+	put_u64(p, e->offset);
+	put_u32(p + 8, e->stored_len);
+	put_u32(p + 12, e->raw_len);
+	put_u64(p + 16, e->min);
+	put_u64(p + 24, e->max);
+	put_u32(p + 32, e->crc);
+	p[36] = e->encoding;
+	p[37] = e->codec;
+	p[38] = e->bits;
+	p[39] = e->transform;
+}
+
+/* Rows transposed per pass: their structs (~60 KiB) stay in L2 across all columns. */
+#define TRANSPOSE_ROWS 256
+
+/* Splits a chunk's rows into columns, a cache-sized block of rows at a time. */
+static void transpose_chunk(struct seg_builder *b, const struct mm_flow *flows, size_t rows)
+{
+	size_t stride = b->opt.rows_per_chunk;
+
+	for (size_t r = 0; r < rows; r += TRANSPOSE_ROWS) {
+		size_t n = rows - r < TRANSPOSE_ROWS ? rows - r : TRANSPOSE_ROWS;
+
+		for (unsigned col = 0; col < MM_STORE_N_COLUMNS; col++)
+			store_column_gather(flows + r, n, col, b->cols + col * stride + r);
+	}
+}
+
+/*
+ * last_ns is stored as the flow's duration: small where last_ns itself is as
+ * wide as first_ns. The zone map still describes last_ns, for time skipping.
+ */
+static void to_durations(uint64_t *vals, const uint64_t *first, size_t rows, struct seg_entry *e)
+{
+	e->min = vals[0];
+	e->max = vals[0];
+	for (size_t i = 0; i < rows; i++) {
+		e->min = vals[i] < e->min ? vals[i] : e->min;
+		e->max = vals[i] > e->max ? vals[i] : e->max;
+		vals[i] -= first[i];
+	}
+}
+
+static int encode_columns(struct seg_builder *b, const struct mm_flow *flows, size_t n,
+			  uint32_t n_chunks, uint64_t payload_start, uint8_t *dir,
+			  uint64_t *min_first, uint64_t *max_last)
+{
+	uint32_t rpc = b->opt.rows_per_chunk;
+	int rc;
+
+	b->payload_len = 0;
+	/* Chunk-major payload order: each chunk's rows are transposed once, while cached. */
+	for (uint32_t k = 0; k < n_chunks; k++) {
+		size_t first = (size_t)k * rpc, rows = n - first < rpc ? n - first : rpc;
+
+		transpose_chunk(b, flows + first, rows);
+		for (unsigned col = 0; col < MM_STORE_N_COLUMNS; col++) {
+			uint64_t *vals = b->cols + (size_t)col * rpc;
+			struct enc_chunk ec;
+			struct seg_entry e;
+			const uint8_t *stored;
+			size_t stored_len;
+
+			e.transform = col == MM_COL_LAST_NS ? XF_MINUS_FIRST : XF_NONE;
+			if (e.transform)
+				to_durations(vals, b->cols + (size_t)MM_COL_FIRST_NS * rpc, rows, &e);
+			enc_encode(vals, rows, mm_store_column_width(col), b->raw, &ec, &b->enc);
+			if (!e.transform) {
+				e.min = ec.min;
+				e.max = ec.max;
+			}
+			stored = compress_chunk(b, ec.raw_len, &stored_len, &e.codec);
+			rc = payload_reserve(b, stored_len);
+			if (rc < 0)
+				return rc;
+			memcpy(b->payload + b->payload_len, stored, stored_len);
+			e.offset = payload_start + b->payload_len;
+			e.stored_len = (uint32_t)stored_len;
+			e.raw_len = (uint32_t)ec.raw_len;
+			e.crc = store_crc32c(0, stored, stored_len);
+			e.encoding = ec.encoding;
+			e.bits = ec.bits;
+			put_entry(dir + ((size_t)col * n_chunks + k) * SEG_ENTRY_LEN, &e);
+			b->payload_len += stored_len;
+			if (col == MM_COL_FIRST_NS && (k == 0 || e.min < *min_first))
+				*min_first = e.min;
+			if (col == MM_COL_LAST_NS && (k == 0 || e.max > *max_last))
+				*max_last = e.max;
+		}
+	}
+	return 0;
+}
+
+static int write_file(const char *path, const uint8_t *head, size_t head_len,
+		      const uint8_t *payload, size_t payload_len, int do_fsync)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	int rc;
+
+	if (fd < 0)
+		return mm_fail(MM_EIO, "store: %s: %s", path, strerror(errno));
+	rc = store_write_all(fd, head, head_len, path);
+	if (rc == 0)
+		rc = store_write_all(fd, payload, payload_len, path);
+	if (rc == 0 && do_fsync && fsync(fd) < 0)
+		rc = mm_fail(MM_EIO, "store: %s: fsync: %s", path, strerror(errno));
+	if (close(fd) < 0 && rc == 0)
+		rc = mm_fail(MM_EIO, "store: %s: close: %s", path, strerror(errno));
+	return rc;
+}
+
+int seg_builder_write(struct seg_builder *b, uint64_t id, const struct mm_flow *flows, size_t n,
+		      const char *path, int do_fsync, uint64_t *file_bytes, uint32_t *header_crc)
+{
+	uint32_t rpc = b->opt.rows_per_chunk;
+	uint32_t n_chunks = (uint32_t)((n + rpc - 1) / rpc);
+	size_t desc_len = (size_t)MM_STORE_N_COLUMNS * SEG_COLDESC_LEN;
+	size_t head_len = SEG_HEADER_LEN + desc_len + (size_t)MM_STORE_N_COLUMNS * n_chunks * SEG_ENTRY_LEN;
+	uint64_t min_first = 0, max_last = 0;
+	uint8_t *h;
+	int rc;
+
+	MM_BUG(n == 0);
+	if (head_len > b->head_cap) {
+		uint8_t *p = realloc(b->head, head_len);
+
+		if (!p)
+			return mm_fail(MM_ENOMEM, "store: segment directory of %zu bytes", head_len);
+		b->head = p;
+		b->head_cap = head_len;
+	}
+	h = b->head;
+	memset(h, 0, head_len);
+	rc = encode_columns(b, flows, n, n_chunks, head_len, h + SEG_HEADER_LEN + desc_len,
+			    &min_first, &max_last);
+	if (rc < 0)
+		return rc;
+	for (unsigned col = 0; col < MM_STORE_N_COLUMNS; col++) {
+		uint8_t *d = h + SEG_HEADER_LEN + (size_t)col * SEG_COLDESC_LEN;
+
+		memcpy(d, mm_store_column_name(col), strlen(mm_store_column_name(col)));
+		d[SEG_COLNAME_LEN] = (uint8_t)mm_store_column_width(col);
+	}
+	memcpy(h, SEG_MAGIC, 8);
+	put_u32(h + 8, SEG_VERSION);
+	put_u32(h + 12, SEG_HEADER_LEN);
+	put_u64(h + 16, id);
+	put_u64(h + 24, n);
+	put_u32(h + 32, MM_STORE_N_COLUMNS);
+	put_u32(h + 36, rpc);
+	put_u64(h + 40, min_first);
+	put_u64(h + 48, max_last);
+	put_u32(h + 56, store_crc32c(0, h + SEG_HEADER_LEN, head_len - SEG_HEADER_LEN));
+	*header_crc = store_crc32c(0, h, 60);
+	put_u32(h + 60, *header_crc);
+	*file_bytes = head_len + b->payload_len;
+	return write_file(path, h, head_len, b->payload, b->payload_len, do_fsync);
+}

@@ -1,0 +1,382 @@
+/*
+ * The store writer: buffers flows, and on flush cuts the buffer into one
+ * segment per time partition, writes each under a temporary name, fsyncs,
+ * renames it into place and then publishes all of them with one atomic
+ * catalog rewrite. A crash loses at most the buffer (flush_rows flows or
+ * flush_interval_ns of arrivals) and leaves only leftovers, removed at open.
+ */
+#include "store/store_int.h"
+
+#include "mamori/status.h"
+#include "mamori/timefmt.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+struct mm_store_writer {
+	char dir[STORE_PATH_MAX / 2];
+	struct mm_store_writer_options opt;
+	int lock_fd;
+	struct catalog cat;
+	struct seg_builder *builder;
+	struct mm_flow *buf;        /* opt.flush_rows flows */
+	size_t n_buf;
+	struct mm_flow *grouped;    /* the buffer ordered by first_ns, when it was not */
+	uint64_t oldest_arrival_ns; /* monotonic time the oldest buffered flow arrived */
+	struct mm_store_writer_stats stats;
+};
+
+void mm_store_writer_options_default(struct mm_store_writer_options *opt)
+{
+	memset(opt, 0, sizeof(*opt));
+	opt->rows_per_chunk = 65536;
+	opt->flush_rows = 1000000;
+	opt->flush_interval_ns = 10 * MM_NS_PER_SEC;
+	opt->partition_ns = 3600 * MM_NS_PER_SEC;
+	opt->codec = MM_STORE_CODEC_ZSTD;
+	opt->zstd_level = 1;
+	opt->fsync = true;
+}
+
+static uint64_t monotonic_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * MM_NS_PER_SEC + (uint64_t)ts.tv_nsec;
+}
+
+static int check_options(const struct mm_store_writer_options *o)
+{
+	if (o->rows_per_chunk == 0 || o->rows_per_chunk > MM_STORE_MAX_CHUNK_ROWS)
+		return mm_fail(MM_EINVAL, "store: rows per chunk %" PRIu32 " not in 1..%u",
+			       o->rows_per_chunk, MM_STORE_MAX_CHUNK_ROWS);
+	if (o->flush_rows == 0 || o->flush_rows > MM_STORE_MAX_FLUSH_ROWS)
+		return mm_fail(MM_EINVAL, "store: flush rows %" PRIu64 " not in 1..%llu", o->flush_rows,
+			       MM_STORE_MAX_FLUSH_ROWS);
+	if (o->partition_ns == 0)
+		return mm_fail(MM_EINVAL, "store: partition length must not be zero");
+	if (o->codec > MM_STORE_CODEC_ZSTD)
+		return mm_fail(MM_EINVAL, "store: unknown codec %d", (int)o->codec);
+	return 0;
+}
+
+static bool cataloged(const struct catalog *cat, uint64_t id)
+{
+	for (size_t i = 0; i < cat->n; i++)
+		if (cat->entries[i].id == id)
+			return true;
+	return false;
+}
+
+/* A crashed writer leaves temporary files and renamed but unpublished segments. */
+static int remove_leftovers(struct mm_store_writer *w)
+{
+	DIR *d = opendir(w->dir);
+	struct dirent *de;
+
+	if (!d)
+		return mm_fail(MM_EIO, "store: %s: %s", w->dir, strerror(errno));
+	while ((de = readdir(d)) != NULL) {
+		size_t len = strlen(de->d_name);
+		bool tmp = len > strlen(TMP_SUFFIX) &&
+			   strcmp(de->d_name + len - strlen(TMP_SUFFIX), TMP_SUFFIX) == 0;
+		unsigned long long id;
+		int used = 0;
+		char path[STORE_PATH_MAX];
+
+		if (!tmp && !(sscanf(de->d_name, "seg-%llu.mms%n", &id, &used) == 1 &&
+			      (size_t)used == len && !cataloged(&w->cat, id)))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", w->dir, de->d_name);
+		if (unlink(path) == 0)
+			w->stats.orphans_removed++;
+	}
+	closedir(d);
+	return 0;
+}
+
+static int open_catalog(struct mm_store_writer *w)
+{
+	int rc = catalog_load(&w->cat, w->dir);
+
+	if (rc != MM_ENOENT)
+		return rc;
+	mm_clear_error();
+	w->cat.next_id = 1;
+	return catalog_save(&w->cat, w->dir, w->opt.fsync);
+}
+
+int mm_store_writer_open(struct mm_store_writer **out, const char *dir,
+			 const struct mm_store_writer_options *opt)
+{
+	struct mm_store_writer *w = NULL;
+	struct seg_build_options bo;
+	int rc;
+
+	*out = NULL;
+	if (strlen(dir) >= sizeof(w->dir))
+		return mm_fail(MM_EINVAL, "store: directory name of %zu bytes is too long", strlen(dir));
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return mm_fail(MM_ENOMEM, "store: writer");
+	w->lock_fd = -1;
+	snprintf(w->dir, sizeof(w->dir), "%s", dir);
+	if (opt)
+		w->opt = *opt;
+	else
+		mm_store_writer_options_default(&w->opt);
+	rc = check_options(&w->opt);
+	if (rc < 0)
+		goto out;
+	if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+		rc = mm_fail(MM_EIO, "store: %s: %s", dir, strerror(errno));
+		goto out;
+	}
+	rc = store_lock(dir, &w->lock_fd);
+	if (rc == 0)
+		rc = open_catalog(w);
+	if (rc == 0)
+		rc = remove_leftovers(w);
+	if (rc < 0)
+		goto out;
+	bo = (struct seg_build_options){ w->opt.rows_per_chunk, w->opt.codec, w->opt.zstd_level };
+	rc = seg_builder_new(&w->builder, &bo);
+	if (rc < 0)
+		goto out;
+	w->buf = malloc(w->opt.flush_rows * sizeof(*w->buf));
+	w->grouped = malloc(w->opt.flush_rows * sizeof(*w->grouped));
+	if (!w->buf || !w->grouped)
+		rc = mm_fail(MM_ENOMEM, "store: writer buffer of %" PRIu64 " flows", w->opt.flush_rows);
+out:
+	if (rc < 0) {
+		w->opt.flush_rows = 0; /* nothing to flush on this close */
+		mm_store_writer_close(w);
+		return rc;
+	}
+	*out = w;
+	return 0;
+}
+
+/* Writes one segment under its temporary name and renames it into place (unpublished yet). */
+static int write_segment(struct mm_store_writer *w, const struct mm_flow *flows, size_t n,
+			 struct cat_entry *e)
+{
+	char name[64], tmp[STORE_PATH_MAX], path[STORE_PATH_MAX];
+	int rc;
+
+	e->id = w->cat.next_id++;
+	e->n_rows = n;
+	seg_file_name(e->id, name, sizeof(name));
+	snprintf(path, sizeof(path), "%s/%s", w->dir, name);
+	snprintf(tmp, sizeof(tmp), "%s/%s%s", w->dir, name, TMP_SUFFIX);
+	rc = seg_builder_write(w->builder, e->id, flows, n, tmp, w->opt.fsync, &e->file_bytes,
+			       &e->header_crc);
+	if (rc == 0 && rename(tmp, path) < 0)
+		rc = mm_fail(MM_EIO, "store: rename %s: %s", tmp, strerror(errno));
+	if (rc < 0) {
+		unlink(tmp);
+		return rc;
+	}
+	e->min_first_ns = UINT64_MAX;
+	e->max_last_ns = 0;
+	for (size_t i = 0; i < n; i++) {
+		e->min_first_ns = flows[i].first_ns < e->min_first_ns ? flows[i].first_ns : e->min_first_ns;
+		e->max_last_ns = flows[i].last_ns > e->max_last_ns ? flows[i].last_ns : e->max_last_ns;
+	}
+	return 0;
+}
+
+struct sort_key {
+	uint64_t key;
+	uint32_t row;
+};
+
+/*
+ * LSD radix sort of keys by 8-bit digits, skipping digits every key shares
+ * (the high bytes of timestamps from one flush). Stable; O(n) per digit.
+ * Returns k or tmp, whichever holds the result.
+ */
+static struct sort_key *radix_sort(struct sort_key *k, struct sort_key *tmp, size_t n)
+{
+	size_t count[8][256] = { { 0 } };
+
+	for (size_t i = 0; i < n; i++)
+		for (int d = 0; d < 8; d++)
+			count[d][(k[i].key >> (8 * d)) & 0xff]++;
+	for (int d = 0; d < 8; d++) {
+		size_t pos = 0, *c = count[d];
+		struct sort_key *swap;
+
+		if (c[(k[0].key >> (8 * d)) & 0xff] == n)
+			continue;
+		for (int v = 0; v < 256; v++) {
+			size_t here = c[v];
+
+			c[v] = pos;
+			pos += here;
+		}
+		for (size_t i = 0; i < n; i++)
+			tmp[c[(k[i].key >> (8 * d)) & 0xff]++] = k[i];
+		swap = k;
+		k = tmp;
+		tmp = swap;
+	}
+	return k;
+}
+
+/*
+ * Returns the buffer ordered by first_ns: time zone maps then cut tightly,
+ * ids and timestamps become small deltas, and each partition is one run.
+ * The buffer itself when already in order, else a copy in w->grouped.
+ */
+static const struct mm_flow *order_by_time(struct mm_store_writer *w, int *rc)
+{
+	struct sort_key *keys, *sorted;
+	size_t i = 1;
+
+	*rc = 0;
+	while (i < w->n_buf && w->buf[i - 1].first_ns <= w->buf[i].first_ns)
+		i++;
+	if (i == w->n_buf)
+		return w->buf;
+	keys = malloc(2 * w->n_buf * sizeof(*keys));
+	if (!keys) {
+		*rc = mm_fail(MM_ENOMEM, "store: ordering %zu flows by time", w->n_buf);
+		return NULL;
+	}
+	for (i = 0; i < w->n_buf; i++)
+		keys[i] = (struct sort_key){ w->buf[i].first_ns, (uint32_t)i };
+	sorted = radix_sort(keys, keys + w->n_buf, w->n_buf);
+	for (i = 0; i < w->n_buf; i++)
+		w->grouped[i] = w->buf[sorted[i].row];
+	free(keys);
+	return w->grouped;
+}
+
+static void forget_unpublished(struct mm_store_writer *w, size_t n_before)
+{
+	for (size_t i = n_before; i < w->cat.n; i++) {
+		char name[64], path[STORE_PATH_MAX];
+
+		seg_file_name(w->cat.entries[i].id, name, sizeof(name));
+		snprintf(path, sizeof(path), "%s/%s", w->dir, name);
+		unlink(path);
+	}
+	w->cat.n = n_before;
+}
+
+int mm_store_writer_flush(struct mm_store_writer *w)
+{
+	size_t n_before = w->cat.n, start = 0;
+	const struct mm_flow *rows;
+	uint64_t bytes = 0;
+	int rc;
+
+	if (w->n_buf == 0)
+		return 0;
+	rows = order_by_time(w, &rc);
+	while (rc == 0 && start < w->n_buf) {
+		uint64_t part = rows[start].first_ns / w->opt.partition_ns;
+		size_t end = start + 1;
+		struct cat_entry e;
+
+		while (end < w->n_buf && rows[end].first_ns / w->opt.partition_ns == part)
+			end++;
+		rc = write_segment(w, rows + start, end - start, &e);
+		if (rc == 0)
+			rc = catalog_append(&w->cat, &e);
+		if (rc == 0)
+			bytes += e.file_bytes;
+		start = end;
+	}
+	/* The catalog save (with its directory fsync) is the moment of publication. */
+	if (rc == 0)
+		rc = catalog_save(&w->cat, w->dir, w->opt.fsync);
+	if (rc < 0) {
+		forget_unpublished(w, n_before);
+		return rc;
+	}
+	w->stats.flows_published += w->n_buf;
+	w->stats.segments_published += w->cat.n - n_before;
+	w->stats.bytes_published += bytes;
+	w->n_buf = 0;
+	return 0;
+}
+
+static bool interval_passed(const struct mm_store_writer *w)
+{
+	return w->n_buf && w->opt.flush_interval_ns &&
+	       monotonic_ns() - w->oldest_arrival_ns >= w->opt.flush_interval_ns;
+}
+
+int mm_store_writer_poll(struct mm_store_writer *w)
+{
+	return interval_passed(w) ? mm_store_writer_flush(w) : 0;
+}
+
+int mm_store_writer_append(struct mm_store_writer *w, const struct mm_flow *flows, size_t n)
+{
+	while (n) {
+		size_t take = n < w->opt.flush_rows ? n : (size_t)w->opt.flush_rows;
+		int rc = 0;
+
+		if (w->n_buf + take > w->opt.flush_rows || interval_passed(w))
+			rc = mm_store_writer_flush(w);
+		if (rc < 0)
+			return rc;
+		if (w->n_buf == 0)
+			w->oldest_arrival_ns = monotonic_ns();
+		memcpy(w->buf + w->n_buf, flows, take * sizeof(*flows));
+		w->n_buf += take;
+		w->stats.flows_appended += take;
+		flows += take;
+		n -= take;
+	}
+	return w->n_buf == w->opt.flush_rows ? mm_store_writer_flush(w) : 0;
+}
+
+void mm_store_writer_stats(const struct mm_store_writer *w, struct mm_store_writer_stats *out)
+{
+	*out = w->stats;
+	out->flows_buffered = w->n_buf;
+}
+
+int mm_store_writer_expire(struct mm_store_writer *w, uint64_t cutoff_ns,
+			   struct mm_store_expired *out)
+{
+	struct catalog fresh;
+	int rc = store_expire_locked(w->dir, cutoff_ns, w->opt.fsync, out);
+
+	if (rc == 0)
+		rc = catalog_load(&fresh, w->dir);
+	if (rc == 0) {
+		catalog_release(&w->cat);
+		w->cat = fresh;
+	}
+	return rc;
+}
+
+int mm_store_writer_close(struct mm_store_writer *w)
+{
+	int rc = 0;
+
+	if (!w)
+		return 0;
+	if (w->opt.flush_rows)
+		rc = mm_store_writer_flush(w);
+	seg_builder_free(w->builder);
+	catalog_release(&w->cat);
+	free(w->buf);
+	free(w->grouped);
+	if (w->lock_fd >= 0)
+		close(w->lock_fd);
+	free(w);
+	return rc;
+}
