@@ -8,9 +8,21 @@
 #include "mamori/flow_output.h"
 #include "mamori/ingest.h"
 #include "mamori/meter.h"
+#include "mamori/store.h"
 
 #include <stdbool.h>
 #include <stdio.h>
+
+/*
+ * A store a job writes its flows into, beside its other outputs. The job
+ * owns the writer for its run: opened before the first flow, polled while
+ * input is quiet so the flush interval holds, flushed and closed at the
+ * end (also after a stop). dir NULL: no store.
+ */
+struct mm_store_target {
+	const char *dir;
+	const struct mm_store_writer_options *options; /* borrowed; NULL: the defaults */
+};
 
 struct mm_meter_job {
 	const char *const *files;   /* capture files, metered in order as one stream */
@@ -20,10 +32,11 @@ struct mm_meter_job {
 	int snaplen;                /* live only */
 	struct mm_meter_config meter;
 	enum mm_output_format format;
-	FILE *out;                  /* borrowed */
+	FILE *out;                  /* borrowed; NULL: no text output */
 	const char *ipfix_dest;     /* "[udp://|tcp://]HOST:PORT": also export IPFIX there; NULL: no */
 	FILE *stats_out;            /* counters at exit (stderr); NULL: none */
 	bool progress;              /* records/s and ETA on a terminal */
+	struct mm_store_target store;
 };
 
 /*
@@ -84,6 +97,7 @@ struct mm_collect_job {
 	FILE *stats_out;                /* stats lines; NULL: none */
 	uint64_t duration_ns;           /* stop listening after this long; 0: never */
 	uint64_t max_messages;          /* stop after this many messages; 0: never */
+	struct mm_store_target store;
 };
 
 /*

@@ -257,6 +257,13 @@ int mm_qagg_ref_new(struct mm_qagg_ref **out, const struct mm_qagg *spec, size_t
 int mm_qagg_ref_add(struct mm_qagg_ref *r, const struct mm_flow *f);
 
 /*
+ * Puts rows in the result order below and keeps top_n rows per bucket (all
+ * when top_n is 0), in place; returns how many rows are kept. Every
+ * executor finishes its rows with this, so their order agrees exactly.
+ */
+size_t mm_qagg_rows_finish(struct mm_qagg_row *rows, size_t n_rows, const struct mm_qagg *spec);
+
+/*
  * Sorts and cuts the rows: bucket ascending, then order_by descending,
  * then flows, bytes, packets descending, then key bytes ascending, so any
  * executor can reproduce the order exactly; each bucket keeps top_n rows.

@@ -58,6 +58,16 @@ enum mm_store_column {
 	MM_STORE_N_COLUMNS
 };
 
+/*
+ * The data directory used when a command is given none: $MAMORI_DATA when
+ * set and not empty, else "mamori-data" in the working directory. Every
+ * command that writes or reads the store uses this one default, so that
+ * `mamori meter capture.pcap && mamori query 'dst port 22'` needs no config.
+ * The string is borrowed (the environment's, or static).
+ */
+#define MM_STORE_DEFAULT_DIR "mamori-data"
+const char *mm_store_default_dir(void);
+
 /* "first_ns", "dst_port", …; NULL for a value out of range. */
 const char *mm_store_column_name(unsigned col);
 

@@ -6,6 +6,9 @@
 #ifndef MAMORI_CLI_H
 #define MAMORI_CLI_H
 
+#include "mamori/pipeline.h"
+
+#include <getopt.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -60,14 +63,87 @@ int cli_output_close(struct cli_output *out, bool ok);
 bool cli_stdout_reader_gone(void);
 
 /*
+ * True when standard output is a pipe, socket or file: somewhere that
+ * takes text by default. False for a terminal (people are shown the
+ * counters; the flows are in the store) and for a device such as /dev/null.
+ */
+bool cli_stdout_takes_text(void);
+
+/*
  * The first SIGINT/SIGTERM calls stop (which must be async-signal-safe) so
  * the job finishes cleanly; a second one kills. SIGPIPE is ignored, so a
  * closed output pipe shows up as EPIPE from write.
  */
 void cli_install_stop_signals(void (*stop)(void));
 
+/*
+ * The store options of every command that writes flows (meter, collect):
+ * -w/--store DIR, --no-store, --flush-rows N, --flush-interval DURATION.
+ * Long-only codes start at 512, above every command's own (256..).
+ */
+enum cli_store_option {
+	CLI_OPT_NO_STORE = 512,
+	CLI_OPT_FLUSH_ROWS,
+	CLI_OPT_FLUSH_INTERVAL,
+};
+
+#define CLI_STORE_LONG_OPTIONS                                                  \
+	{ "store", required_argument, NULL, 'w' },                              \
+	{ "no-store", no_argument, NULL, CLI_OPT_NO_STORE },                    \
+	{ "flush-rows", required_argument, NULL, CLI_OPT_FLUSH_ROWS },          \
+	{ "flush-interval", required_argument, NULL, CLI_OPT_FLUSH_INTERVAL }
+
+/* The same options in --help, and what a crash can lose. */
+#define CLI_STORE_OPTIONS_HELP                                                                  \
+	"    -w, --store DIR\n"                                                                     \
+	"        Write flows into the store in DIR (created if absent), beside any\n"                \
+	"        text output. Without -w: the default store (see DESCRIPTION).\n"                   \
+	"    --no-store\n"                                                                          \
+	"        Do not write to the default store.\n"                                              \
+	"    --flush-rows N\n"                                                                      \
+	"        Publish buffered flows as a segment when N are buffered\n"                         \
+	"        (1..67108864). Default: 1000000.\n"                                                \
+	"    --flush-interval DURATION\n"                                                           \
+	"        Also publish when the oldest buffered flow arrived DURATION ago,\n"                \
+	"        even while input is quiet; 0 publishes by size only. Default: 10s.\n"
+
+#define CLI_STORE_CRASH_HELP                                                                     \
+	"    Flows are buffered and published in segments (docs/FORMAT.md): each is\n"             \
+	"    written under a temporary name, fsynced and listed by an atomic catalog\n"             \
+	"    rewrite, so a crash or kill never damages what is published ('mamori\n"               \
+	"    store verify' passes) and loses at most the unpublished tail: fewer than\n"           \
+	"    --flush-rows flows and, unless --flush-interval is 0, none that arrived\n"            \
+	"    longer ago than it (plus about a second while input is quiet). A stop\n"             \
+	"    with SIGINT/SIGTERM publishes everything.\n"                                          \
+	"    Counters: store-flows-written (taken by the store),\n"                               \
+	"    store-flows-published, store-segments-published.\n"
+
+struct cli_store_options {
+	const char *dir;             /* -w; NULL: not given */
+	bool disabled;               /* --no-store */
+	struct mm_store_writer_options writer;
+};
+
+/* Store defaults (mm_store_writer_options_default). */
+void cli_store_options_init(struct cli_store_options *o);
+
+/*
+ * Takes opt if it is one of the store options: 0 (taken), CLI_EXIT_USAGE
+ * after a usage error, or -1 when opt is not a store option.
+ */
+int cli_store_option(const char *command, struct cli_store_options *o, int opt, const char *arg);
+
+/*
+ * Where flows go: the -w directory; else, when the command has no other
+ * destination asked for (use_default) and --no-store was not given, the
+ * default data directory; else no store (dir NULL). o is borrowed.
+ */
+struct mm_store_target cli_store_target(const struct cli_store_options *o, bool use_default);
+
 int cmd_meter(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
 int cmd_collect(int argc, char **argv);
+int cmd_query(int argc, char **argv);
+int cmd_store(int argc, char **argv);
 
 #endif

@@ -107,6 +107,13 @@ bool cli_stdout_reader_gone(void)
 	return poll(&p, 1, 0) == 1 && (p.revents & (POLLERR | POLLHUP));
 }
 
+bool cli_stdout_takes_text(void)
+{
+	struct stat st;
+
+	return fstat(STDOUT_FILENO, &st) == 0 && !S_ISCHR(st.st_mode);
+}
+
 static void (*stop_fn)(void);
 
 static void on_stop_signal(int sig)

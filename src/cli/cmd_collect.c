@@ -1,7 +1,8 @@
 /*
  * `mamori collect`: parses its options into a struct mm_collect_job and
- * runs mm_pipeline_collect(). It owns what only a command can own: the
- * output and stats files, signal handling, and the choice of exit code.
+ * runs mm_pipeline_collect(). It owns what only a command can own: where
+ * flows go (the store, text, a forwarder), the output and stats files,
+ * signal handling, and the choice of exit code.
  */
 #include "cli/cli.h"
 
@@ -35,6 +36,14 @@ static const char usage_text[] =
 	"    messages, decodes them with per-exporter template caches and writes one\n"
 	"    flow record per data record. Without -l it listens on UDP port 2055\n"
 	"    (NetFlow) and 4739 (IPFIX), IPv6 and IPv4 on every interface.\n"
+	"\n"
+	"    Flows go to the store, where 'mamori query' finds them, and as text:\n"
+	"      - the store: the -w DIR; without -w, the default data directory\n"
+	"        ($MAMORI_DATA, else ./mamori-data) unless --format or -o asks for\n"
+	"        text instead, --forward makes this a relay, or --no-store is given.\n"
+	"      - text: with --format or -o. Without them, -w and --forward, standard\n"
+	"        output gets NDJSON when it is a pipe or a file, nothing on a\n"
+	"        terminal or /dev/null, and a table on a terminal with --no-store.\n"
 	"\n"
 	"    Receiving and decoding run in --workers threads. Each opens every\n"
 	"    listener with SO_REUSEPORT; the kernel steers each exporter (its UDP\n"
@@ -78,8 +87,9 @@ static const char usage_text[] =
 	"        Write to FILE (created or truncated, written as records arrive).\n"
 	"        Default: standard output.\n"
 	"    --forward [udp://|tcp://]HOST:PORT\n"
-	"        Also send every flow as IPFIX to another collector. Without -o or\n"
-	"        --format, nothing is written locally.\n"
+	"        Also send every flow as IPFIX to another collector. Without -w, -o or\n"
+	"        --format, nothing is written locally (a relay).\n"
+	CLI_STORE_OPTIONS_HELP
 	"    --workers N\n"
 	"        Receive/decode threads (1..64). Default: the number of CPUs.\n"
 	"    --stats-interval DURATION\n"
@@ -121,16 +131,25 @@ static const char usage_text[] =
 	"    records, records-decoded, records-dropped, flows, written (flows\n"
 	"    written out), sequence-gaps and sequence-lost (records, or v9 packets,\n"
 	"    the exporters' sequence numbers say were lost on the way), templates.\n"
-	"    At exit one more line per exporter, version and observation domain\n"
-	"    gives the same counters for that session.\n"
+	"    With a store: store-flows-written, store-flows-published and\n"
+	"    store-segments-published. At exit one more line per exporter, version\n"
+	"    and observation domain gives the same counters for that session.\n"
+	"\n"
+	"STORE\n"
+	CLI_STORE_CRASH_HELP
+	"    While listening, the store is polled every second, so a quiet feed\n"
+	"    still publishes within --flush-interval.\n"
 	"\n"
 	"EXIT STATUS\n"
 	"    0   success, also after SIGINT/SIGTERM (the final stats are printed)\n"
 	"    1   usage error (unknown option, bad value)\n"
 	"    2   bad input: a missing or unreadable file, a file that is not a capture\n"
-	"    3   I/O or internal error (a port that cannot be bound, a failed output)\n"
+	"    3   I/O or internal error (a port that cannot be bound, a failed output,\n"
+	"        a store another writer has open)\n"
 	"\n"
 	"EXAMPLES\n"
+	"    mamori collect --stats-interval 1m\n"
+	"    mamori collect -w /var/lib/mamori --flush-interval 5s\n"
 	"    mamori collect --format ndjson -o flows.ndjson\n"
 	"    mamori collect -l 9995 -l tcp:4739 --stats-interval 10s\n"
 	"    mamori collect -l [::1]:2055 --forward tcp://collector.example:4739\n"
@@ -168,6 +187,7 @@ static const struct option long_options[] = {
 	{ "sensor", required_argument, NULL, OPT_SENSOR },
 	{ "duration", required_argument, NULL, OPT_DURATION },
 	{ "count", required_argument, NULL, OPT_COUNT },
+	CLI_STORE_LONG_OPTIONS,
 	{ "quiet", no_argument, NULL, 'q' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
@@ -195,6 +215,7 @@ struct collect_options {
 	bool lifetime_set;
 	uint64_t lifetime_ns;
 	bool quiet;
+	struct cli_store_options store;
 };
 
 static int add_listener(struct collect_options *o, const char *text)
@@ -258,6 +279,8 @@ static int parse_format(struct collect_options *o, const char *arg)
 
 static int parse_option(struct collect_options *o, int opt, const char *arg)
 {
+	int rc;
+
 	switch (opt) {
 	case 'l': return add_listener(o, arg);
 	case 'f': o->bpf = arg; return 0;
@@ -284,7 +307,8 @@ static int parse_option(struct collect_options *o, int opt, const char *arg)
 	case OPT_DURATION: return cli_parse_duration("collect", "--duration", arg, &o->duration_ns);
 	case OPT_COUNT: return cli_parse_count("collect", "--count", arg, 1, UINT64_MAX, &o->count);
 	}
-	return cli_usage_error("collect", "unknown option");
+	rc = cli_store_option("collect", &o->store, opt, arg);
+	return rc < 0 ? cli_usage_error("collect", "unknown option") : rc;
 }
 
 /* Positional FILE arguments continue the --read or --from-pcap list. */
@@ -355,9 +379,19 @@ static unsigned default_workers(void)
 	return n > MM_COLLECT_WORKERS_MAX ? MM_COLLECT_WORKERS_MAX : (unsigned)n;
 }
 
+/*
+ * Asked-for text (--format, -o) replaces the default store and a forwarder
+ * makes a relay; -w adds the store to either. With none of them, standard
+ * output gets text only where something takes it, and a terminal only when
+ * there is no store to hold the flows.
+ */
 static void build_job(const struct collect_options *o, struct mm_collect_job *job, FILE *out, FILE *stats)
 {
-	bool local_output = !o->forward || o->format_set || o->output_path;
+	bool text_asked = o->format_set || o->output_path;
+	struct mm_store_target store = cli_store_target(&o->store, !text_asked && !o->forward);
+	bool other_sink = o->forward || o->store.dir;
+	bool local_output = text_asked || (!other_sink && (cli_stdout_takes_text() ||
+							   (!store.dir && isatty(STDOUT_FILENO))));
 
 	*job = (struct mm_collect_job){
 		.listeners = o->listeners,
@@ -378,6 +412,7 @@ static void build_job(const struct collect_options *o, struct mm_collect_job *jo
 		.stats_out = stats,
 		.duration_ns = o->duration_ns,
 		.max_messages = o->count,
+		.store = store,
 	};
 	mm_ingest_config_default(&job->ingest);
 	if (o->lifetime_set)
@@ -426,7 +461,8 @@ static int parse_args(struct collect_options *o, int argc, char **argv)
 	optind = 1;
 	opterr = 0;
 	mm_addr_set_v4_u32(&o->exporter, 0x7f000001); /* 127.0.0.1 */
-	while ((opt = getopt_long(argc, argv, ":l:f:o:qh", long_options, NULL)) != -1) {
+	cli_store_options_init(&o->store);
+	while ((opt = getopt_long(argc, argv, ":l:f:o:w:qh", long_options, NULL)) != -1) {
 		if (opt == 'h') {
 			fputs(usage_text, stdout);
 			return -1;

@@ -1,8 +1,9 @@
 /*
  * `mamori meter`: parses its options into a struct mm_meter_job and runs
- * mm_pipeline_meter(). It also owns what only a command can own: the
- * output file (written under a temporary name and renamed into place),
- * signal handling, and the choice of exit code.
+ * mm_pipeline_meter(). It also owns what only a command can own: where
+ * flows go (the store, text, or both), the output file (written under a
+ * temporary name and renamed into place), signal handling, and the choice
+ * of exit code.
  */
 #include "cli/cli.h"
 
@@ -41,6 +42,16 @@ static const char usage_text[] =
 	"    timeout, TCP close, a full table, or the end of input. Only header values\n"
 	"    and counts are kept; no payload byte is stored or written.\n"
 	"\n"
+	"    Flows go to the store, where 'mamori query' finds them, and as text:\n"
+	"      - the store: the -w DIR; without -w, the default data directory\n"
+	"        ($MAMORI_DATA, else ./mamori-data) unless --format or -o asks for\n"
+	"        text instead, or --no-store is given. So 'mamori meter trace.pcap &&\n"
+	"        mamori query \"dst port 22\"' works with no configuration.\n"
+	"      - text: with --format or -o. Without them and without -w, standard\n"
+	"        output gets NDJSON when it is a pipe or a file (mamori meter\n"
+	"        trace.pcap | jq), nothing on a terminal (the counters say where the\n"
+	"        flows went) or /dev/null, and a table on a terminal with --no-store.\n"
+	"\n"
 	"OPTIONS\n"
 	"    -i, --interface IFACE\n"
 	"        Capture live from IFACE instead of reading files (needs capture\n"
@@ -52,8 +63,8 @@ static const char usage_text[] =
 	"        Bytes kept per live packet (1..262144). Default: 262144. Counts use the\n"
 	"        lengths in the IP headers, so a short snaplen does not change them.\n"
 	"    --format table|csv|ndjson|zeek\n"
-	"        Output format (see OUTPUT FORMATS). Default: table when the output is a\n"
-	"        terminal, ndjson otherwise (a pipe or an -o file).\n"
+	"        Text output format (see OUTPUT FORMATS). Default: table when the output\n"
+	"        is a terminal, ndjson otherwise (a pipe or an -o file).\n"
 	"    -o, --output FILE\n"
 	"        Write flows to FILE instead of standard output. FILE is written under\n"
 	"        a temporary name and renamed into place when the run succeeds, so\n"
@@ -78,6 +89,7 @@ static const char usage_text[] =
 	"        encap-depth anomaly. Default: 4.\n"
 	"    --sensor ID\n"
 	"        Sensor id (0..4294967295) stored in every record. Default: 0.\n"
+	CLI_STORE_OPTIONS_HELP
 	"    --ipfix [udp://|tcp://]HOST:PORT\n"
 	"        Also export every flow as IPFIX (RFC 7011, biflows per RFC 5103) to a\n"
 	"        collector: UDP by default, TCP with tcp://; IPv6 hosts in brackets.\n"
@@ -120,15 +132,20 @@ static const char usage_text[] =
 	"    Only non-zero reasons are listed. On a terminal, progress (packets/s,\n"
 	"    percent and ETA by file bytes) is shown while reading; never in a pipe.\n"
 	"\n"
+	"STORE\n"
+	CLI_STORE_CRASH_HELP
+	"\n"
 	"EXIT STATUS\n"
 	"    0   success, also after Ctrl-C/SIGTERM (flows in the table are written)\n"
 	"        and when the reader of standard output goes away (e.g. | head)\n"
 	"    1   usage error (unknown option, bad value)\n"
 	"    2   bad input: a missing file, a file that is not a capture, a bad filter\n"
-	"    3   I/O or internal error (e.g. the output could not be written)\n"
+	"    3   I/O or internal error (e.g. the output could not be written, or\n"
+	"        another writer has the store open: give another -w DIR or --no-store)\n"
 	"\n"
 	"EXAMPLES\n"
-	"    mamori meter trace.pcap\n"
+	"    mamori meter trace.pcap && mamori query 'dst port 22'\n"
+	"    mamori meter -w /var/lib/mamori --flush-rows 100000 trace.pcap\n"
 	"    mamori meter --format csv -o flows.csv day1.pcapng day2.pcapng\n"
 	"    mamori meter -f 'tcp port 443' --idle-timeout tcp=2m trace.pcap\n"
 	"    mamori meter --compat zeek --format zeek trace.pcap | zeek-cut id.orig_h id.resp_h\n"
@@ -158,6 +175,7 @@ static const struct option long_options[] = {
 	{ "max-encap", required_argument, NULL, OPT_MAX_ENCAP },
 	{ "sensor", required_argument, NULL, OPT_SENSOR },
 	{ "ipfix", required_argument, NULL, OPT_IPFIX },
+	CLI_STORE_LONG_OPTIONS,
 	{ "quiet", no_argument, NULL, 'q' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
@@ -188,6 +206,7 @@ struct meter_options {
 	uint64_t max_encap;
 	uint64_t sensor;
 	bool quiet;
+	struct cli_store_options store;
 };
 
 static int parse_idle_timeout(struct meter_options *o, const char *text)
@@ -260,7 +279,10 @@ static int parse_option(struct meter_options *o, int opt, const char *arg)
 		o->max_encap_set = true;
 		break;
 	case OPT_SENSOR: rc = cli_parse_count("meter", "--sensor", arg, 0, UINT32_MAX, &o->sensor); break;
-	default: return cli_usage_error("meter", "unknown option");
+	default:
+		rc = cli_store_option("meter", &o->store, opt, arg);
+		if (rc < 0)
+			return cli_usage_error("meter", "unknown option");
 	}
 	return rc;
 }
@@ -309,12 +331,28 @@ static int check_inputs(char *const *files, int n_files)
 	return CLI_EXIT_OK;
 }
 
+/*
+ * Whether flows are written as text. Asked-for text (--format, -o) replaces
+ * the default store and -w names the store instead of text; with neither,
+ * standard output gets text only where something takes it, and a terminal
+ * only when there is no store to hold the flows.
+ */
+static bool wants_text(const struct meter_options *o, const struct mm_store_target *store)
+{
+	if (o->format_set || o->output_path)
+		return true;
+	if (o->store.dir)
+		return false;
+	return cli_stdout_takes_text() || (!store->dir && isatty(STDOUT_FILENO));
+}
+
 static int run_job(const struct meter_options *o, char *const *files, int n_files)
 {
 	struct mm_meter_job job = { 0 };
 	struct cli_output out;
 	int rc, exit_code;
 
+	job.store = cli_store_target(&o->store, !o->format_set && !o->output_path);
 	rc = cli_output_open(&out, o->output_path);
 	if (rc)
 		return cli_fail("meter", rc);
@@ -327,7 +365,7 @@ static int run_job(const struct meter_options *o, char *const *files, int n_file
 	build_meter_config(o, &job.meter);
 	job.format = o->format_set ? o->format
 		     : isatty(fileno(out.fp)) ? MM_OUTPUT_TABLE : MM_OUTPUT_NDJSON;
-	job.out = out.fp;
+	job.out = wants_text(o, &job.store) ? out.fp : NULL;
 	job.stats_out = o->quiet ? NULL : stderr;
 	job.progress = !o->quiet;
 	cli_install_stop_signals(mm_pipeline_stop);
@@ -349,9 +387,10 @@ int cmd_meter(int argc, char **argv)
 	struct meter_options o = { 0 };
 	int opt, rc;
 
+	cli_store_options_init(&o.store);
 	optind = 1;
 	opterr = 0;
-	while ((opt = getopt_long(argc, argv, ":i:f:s:o:qh", long_options, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, ":i:f:s:o:w:qh", long_options, NULL)) != -1) {
 		if (opt == 'h') {
 			fputs(usage_text, stdout);
 			return CLI_EXIT_OK;

@@ -9,6 +9,8 @@
 static const struct cli_command commands[] = {
 	{ "meter", "meter flows from pcap/pcapng files or a live interface", cmd_meter },
 	{ "collect", "collect NetFlow v5/v9 and IPFIX from exporters, files or captures", cmd_collect },
+	{ "query", "filter and aggregate stored flows", cmd_query },
+	{ "store", "stats, verify and expire the flow store", cmd_store },
 	{ "synth", "generate a deterministic synthetic capture", cmd_synth },
 };
 

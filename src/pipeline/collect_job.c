@@ -1,7 +1,7 @@
 /*
  * The collect job (see pipeline.h): export messages from sockets, files or
- * captured packets → one ingest decoder per worker → flow writer, ipfix-json
- * or an IPFIX forwarder. Every source hands messages to deliver_message(),
+ * captured packets → one ingest decoder per worker → the store, a flow
+ * writer or ipfix-json, and an IPFIX forwarder. Every source hands messages to deliver_message(),
  * so replay behaves exactly like the socket path. Counters from the sockets,
  * the collector and the decoders are printed so that received = decoded +
  * malformed + refused.
@@ -32,7 +32,9 @@
 /* Workers wake at least this often to expire templates and held sets. */
 #define WORKER_TICK_MS 1000
 
-/* The main thread flushes output and polls the forwarder this often. */
+/* The main thread flushes output and polls the store and the forwarder
+ * this often, so a quiet feed still publishes within the flush interval
+ * (plus at most this much). */
 #define HOUSEKEEPING_NS MM_NS_PER_SEC
 
 #define PROTO_UDP 17
@@ -63,6 +65,7 @@ struct collect_totals {
 	uint64_t refused[REFUSE__COUNT];
 	uint64_t pcap_packets, pcap_not_export; /* replay: packets read; not UDP (skipped) */
 	uint64_t flows_written;
+	struct mm_store_writer_stats store;
 	struct mm_ipfix_export_stats fwd;
 };
 
@@ -89,6 +92,7 @@ struct collect_run {
 	 * (kernel-drops), never lost silently. */
 	pthread_mutex_t out_lock;
 	struct mm_flow_writer *writer;
+	struct mm_store_writer *store;
 	struct mm_ipfix_exporter *forwarder;
 	int write_status;           /* first failure of the output; ends the job */
 	uint64_t flows_written;
@@ -96,6 +100,7 @@ struct collect_run {
 	size_t n_workers;
 	_Atomic uint64_t n_messages; /* for max_messages */
 	uint64_t start_ns;          /* monotonic */
+	int wake;                   /* eventfd that wakes the listening threads; -1 when replaying */
 };
 
 static atomic_int stop_requested;
@@ -135,6 +140,12 @@ static void sink_flows(void *ctx, const struct mm_flow *flows, size_t n)
 	struct collect_run *run = w->run;
 
 	pthread_mutex_lock(&run->out_lock);
+	if (run->store && run->write_status == 0) {
+		int rc = mm_store_writer_append(run->store, flows, n);
+
+		if (rc)
+			fail_output(run, rc);
+	}
 	if (run->writer && run->write_status == 0) {
 		int rc = mm_flow_writer_write(run->writer, flows, n);
 
@@ -209,7 +220,7 @@ static void on_net_message(void *ctx, const struct mm_addr *exporter, uint16_t p
 static int worker_init(struct worker *w, struct collect_run *run)
 {
 	const struct mm_collect_job *job = run->job;
-	bool flows = job->forward || (job->out && !job->ipfix_json);
+	bool flows = job->forward || job->store.dir || (job->out && !job->ipfix_json);
 
 	w->run = run;
 	pthread_mutex_init(&w->lock, NULL);
@@ -305,6 +316,8 @@ static void gather_totals(struct collect_run *run, struct collect_totals *t)
 	t->refused[REFUSE_TCP_PARTIAL] += t->net.tcp_partial;
 	pthread_mutex_lock(&run->out_lock);
 	t->flows_written = run->flows_written;
+	if (run->store)
+		mm_store_writer_stats(run->store, &t->store);
 	if (run->forwarder)
 		mm_ipfix_exporter_get_stats(run->forwarder, &t->fwd);
 	pthread_mutex_unlock(&run->out_lock);
@@ -324,7 +337,7 @@ static uint64_t total_refused(const struct collect_totals *t)
  * then why. Reasons appear only when non-zero.
  */
 static void print_totals(FILE *fp, const char *what, const struct collect_totals *t, uint64_t elapsed_ns,
-			 bool forwarding)
+			 bool forwarding, bool storing)
 {
 	const struct mm_ingest_stats *s = &t->ingest;
 
@@ -349,6 +362,10 @@ static void print_totals(FILE *fp, const char *what, const struct collect_totals
 	if (t->net.tcp_accepted || t->net.tcp_refused)
 		fprintf(fp, " tcp-sessions=%" PRIu64 " tcp-refused=%" PRIu64, t->net.tcp_accepted,
 			t->net.tcp_refused);
+	if (storing)
+		fprintf(fp, " store-flows-written=%" PRIu64 " store-flows-published=%" PRIu64
+			    " store-segments-published=%" PRIu64,
+			t->store.flows_appended, t->store.flows_published, t->store.segments_published);
 	if (forwarding)
 		fprintf(fp, " forward-sent=%" PRIu64 " forward-dropped=%" PRIu64 " forward-failed=%" PRIu64,
 			t->fwd.records_sent, t->fwd.records_dropped, t->fwd.records_failed);
@@ -363,7 +380,8 @@ static void print_stats_line(struct collect_run *run, const char *what)
 	if (!run->job->stats_out)
 		return;
 	gather_totals(run, &t);
-	print_totals(run->job->stats_out, what, &t, monotonic_ns() - run->start_ns, run->forwarder != NULL);
+	print_totals(run->job->stats_out, what, &t, monotonic_ns() - run->start_ns, run->forwarder != NULL,
+		     run->store != NULL);
 }
 
 static int session_cmp(const void *a, const void *b)
@@ -571,17 +589,38 @@ static int replay(struct collect_run *run)
 
 /* ---- listening ---- */
 
-static int start_workers(struct collect_run *run, int wake)
+/*
+ * Binds every worker's sockets before any output is opened, so a port that
+ * cannot be bound is refused before the store or an output file is touched.
+ */
+static int open_listeners(struct collect_run *run)
 {
 	const struct mm_collect_job *job = run->job;
 
+	run->wake = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (run->wake < 0)
+		return mm_fail(MM_EIO, "collect: eventfd: %s", strerror(errno));
+	atomic_store(&wake_fd, run->wake);
 	for (size_t i = 0; i < run->n_workers; i++) {
-		struct worker *w = &run->workers[i];
-		int rc = collect_net_open(&w->net, job->listeners, job->n_listeners, wake);
+		int rc = collect_net_open(&run->workers[i].net, job->listeners, job->n_listeners, run->wake);
 
 		if (rc)
 			return rc;
 	}
+	return 0;
+}
+
+static void close_wake(struct collect_run *run)
+{
+	if (run->wake < 0)
+		return;
+	atomic_store(&wake_fd, -1);
+	close(run->wake);
+	run->wake = -1;
+}
+
+static int start_workers(struct collect_run *run)
+{
 	for (size_t i = 0; i < run->n_workers; i++) {
 		struct worker *w = &run->workers[i];
 		int err = pthread_create(&w->thread, NULL, worker_main, w);
@@ -596,6 +635,12 @@ static int start_workers(struct collect_run *run, int wake)
 static void housekeeping(struct collect_run *run)
 {
 	pthread_mutex_lock(&run->out_lock);
+	if (run->store && run->write_status == 0) {
+		int rc = mm_store_writer_poll(run->store);
+
+		if (rc)
+			fail_output(run, rc);
+	}
 	if (run->forwarder)
 		mm_ipfix_exporter_poll(run->forwarder);
 	if (run->job->out && fflush(run->job->out) != 0)
@@ -661,18 +706,11 @@ static int stop_workers(struct collect_run *run)
 
 static int listen_run(struct collect_run *run)
 {
-	int wake = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	int rc, stop_rc;
+	int rc = start_workers(run), stop_rc;
 
-	if (wake < 0)
-		return mm_fail(MM_EIO, "collect: eventfd: %s", strerror(errno));
-	atomic_store(&wake_fd, wake);
-	rc = start_workers(run, wake);
 	if (rc == 0)
-		supervise(run, wake);
+		supervise(run, run->wake);
 	stop_rc = stop_workers(run);
-	atomic_store(&wake_fd, -1);
-	close(wake);
 	return rc ? rc : stop_rc;
 }
 
@@ -701,7 +739,11 @@ static int open_sinks(struct collect_run *run)
 	const struct mm_collect_job *job = run->job;
 	int rc = 0;
 
-	if (job->out && !job->ipfix_json)
+	/* The store first: one held by another writer is refused before any
+	 * text is written. */
+	if (job->store.dir)
+		rc = mm_store_writer_open(&run->store, job->store.dir, job->store.options);
+	if (rc == 0 && job->out && !job->ipfix_json)
 		rc = mm_flow_writer_new(&run->writer, job->format, job->out);
 	if (rc == 0 && job->forward) {
 		struct mm_ipfix_export_config cfg;
@@ -713,10 +755,22 @@ static int open_sinks(struct collect_run *run)
 	return rc;
 }
 
-/* Ends output: the writer's trailer, the forwarder's tail. The first failure wins. */
+/*
+ * Ends output: the store's last segment (also after a failed text output:
+ * what the store took is kept), the writer's trailer, the forwarder's
+ * tail. The first failure wins. The store stays open until the final
+ * counters are taken.
+ */
 static int close_sinks(struct collect_run *run)
 {
 	int rc = run->write_status;
+
+	if (run->store) {
+		int store_rc = mm_store_writer_flush(run->store);
+
+		if (rc == 0)
+			rc = store_rc;
+	}
 
 	if (run->writer && rc == 0)
 		rc = mm_flow_writer_finish(run->writer);
@@ -733,7 +787,7 @@ static int close_sinks(struct collect_run *run)
 
 int mm_pipeline_collect(const struct mm_collect_job *job)
 {
-	struct collect_run run = { .job = job };
+	struct collect_run run = { .job = job, .wake = -1 };
 	bool replaying = job->n_read_files || job->n_pcap_files;
 	size_t n_ready = 0;
 	int rc, out_rc;
@@ -756,6 +810,8 @@ int mm_pipeline_collect(const struct mm_collect_job *job)
 			goto out;
 		}
 	}
+	if (!replaying && (rc = open_listeners(&run)) != 0)
+		goto out;
 	rc = open_sinks(&run);
 	if (rc)
 		goto out;
@@ -771,9 +827,12 @@ int mm_pipeline_collect(const struct mm_collect_job *job)
 out:
 	for (size_t i = 0; i < n_ready; i++)
 		worker_release(&run.workers[i]);
+	close_wake(&run);
 	free(run.workers);
 	mm_ipfix_exporter_free(run.forwarder);
 	mm_flow_writer_free(run.writer);
+	/* close_sinks reported any flush failure; this only retries it. */
+	(void)mm_store_writer_close(run.store);
 	pthread_mutex_destroy(&run.out_lock);
 	return rc;
 }

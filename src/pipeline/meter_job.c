@@ -1,8 +1,9 @@
 /*
  * The meter job (see pipeline.h): capture files or a live interface →
- * meter → flow writer, with progress on a terminal and the job's counters
- * at the end. Files are metered in order as one stream by one meter, so a
- * flow that spans two consecutive files stays one flow.
+ * meter → the store, a text flow writer and an IPFIX exporter, with
+ * progress on a terminal and the job's counters at the end. Files are
+ * metered in order as one stream by one meter, so a flow that spans two
+ * consecutive files stays one flow.
  */
 #include "mamori/pipeline.h"
 
@@ -50,9 +51,11 @@ struct progress {
 struct meter_run {
 	const struct mm_meter_job *job;
 	struct mm_meter *meter;
-	struct mm_flow_writer *writer;
+	struct mm_flow_writer *writer;   /* NULL without text output */
+	struct mm_store_writer *store;   /* NULL without a store */
 	struct mm_ipfix_exporter *ipfix; /* NULL unless the job exports IPFIX too */
-	int write_status; /* first failure of the writer; ends the job */
+	int write_status; /* first failure of the store or the text output; ends the job */
+	struct mm_store_writer_stats store_stats; /* taken at the final flush */
 	struct mm_capture_stats capture_stats; /* summed over the inputs */
 	uint64_t peak_table_bytes;
 	struct progress progress;
@@ -80,11 +83,27 @@ static void sink_flows(void *ctx, const struct mm_flow *flows, size_t n)
 	struct meter_run *run = ctx;
 
 	/* After a failed write the flows are still counted by the meter; only
-	 * their output is impossible. */
-	if (run->write_status == 0)
+	 * their output is impossible. The store goes first: a flow a reader of
+	 * the text output has seen is one the store has taken. */
+	if (run->store && run->write_status == 0)
+		run->write_status = mm_store_writer_append(run->store, flows, n);
+	if (run->writer && run->write_status == 0)
 		run->write_status = mm_flow_writer_write(run->writer, flows, n);
 	if (run->ipfix)
 		mm_ipfix_exporter_write(run->ipfix, flows, n);
+}
+
+/*
+ * Gives time-driven sinks their turn: the store publishes a buffer older
+ * than its flush interval even when no flow ends for a while, and the
+ * exporter sends what it holds. Cheap when there is nothing to do.
+ */
+static void poll_sinks(struct meter_run *run)
+{
+	if (run->store && run->write_status == 0)
+		run->write_status = mm_store_writer_poll(run->store);
+	if (run->ipfix)
+		mm_ipfix_exporter_poll(run->ipfix);
 }
 
 /* ---- progress on a terminal ---- */
@@ -220,7 +239,8 @@ static void live_tick(struct meter_run *run, uint64_t *last_advance)
 		return;
 	mm_meter_advance(run->meter, now);
 	*last_advance = now;
-	fflush(run->job->out);
+	if (run->job->out)
+		fflush(run->job->out);
 }
 
 /*
@@ -239,14 +259,14 @@ static int meter_source(struct meter_run *run, struct mm_capture *cap, bool live
 		n = mm_capture_next_batch(cap, pkts, BATCH_PACKETS);
 		if (live && n == MM_EAGAIN) {
 			live_tick(run, &last_advance);
+			poll_sinks(run);
 			continue;
 		}
 		if (n <= 0)
 			break;
 		mm_meter_packets(run->meter, pkts, (size_t)n);
 		progress_update(&run->progress, pkts, n);
-		if (run->ipfix)
-			mm_ipfix_exporter_poll(run->ipfix);
+		poll_sinks(run);
 		if (live)
 			live_tick(run, &last_advance);
 	}
@@ -356,6 +376,11 @@ static void print_counters(const struct meter_run *run, FILE *fp)
 	print_counter(fp, "peak-flows", NULL, ms.peak_flows);
 	print_counter(fp, "table-bytes", NULL, peak_bytes);
 	print_counter(fp, "table-bytes-per-flow", NULL, ms.peak_flows ? peak_bytes / ms.peak_flows : 0);
+	if (run->store) {
+		print_counter(fp, "store-flows-written", NULL, run->store_stats.flows_appended);
+		print_counter(fp, "store-flows-published", NULL, run->store_stats.flows_published);
+		print_counter(fp, "store-segments-published", NULL, run->store_stats.segments_published);
+	}
 	if (run->ipfix) {
 		struct mm_ipfix_export_stats xs;
 
@@ -379,8 +404,11 @@ int mm_pipeline_meter(const struct mm_meter_job *job)
 		return mm_fail(MM_EINVAL, "meter: no capture file or interface given");
 	if (!job->interface && (rc = check_files(job)) != 0)
 		return rc;
-	rc = mm_flow_writer_new(&run.writer, job->format, job->out);
-	if (rc)
+	/* The store first: one that cannot be opened (held by another writer)
+	 * is refused before any text is written. */
+	if (job->store.dir && (rc = mm_store_writer_open(&run.store, job->store.dir, job->store.options)) != 0)
+		goto out;
+	if (job->out && (rc = mm_flow_writer_new(&run.writer, job->format, job->out)) != 0)
 		goto out;
 	if (job->ipfix_dest) {
 		struct mm_ipfix_export_config xcfg;
@@ -402,7 +430,15 @@ int mm_pipeline_meter(const struct mm_meter_job *job)
 	note_table_bytes(&run);
 	mm_meter_finish(run.meter);
 	progress_clear(&run.progress);
-	if (run.write_status == 0)
+	if (run.store) {
+		/* Also after a failed text output: what the store took is kept. */
+		int store_rc = mm_store_writer_flush(run.store);
+
+		if (run.write_status == 0)
+			run.write_status = store_rc;
+		mm_store_writer_stats(run.store, &run.store_stats);
+	}
+	if (run.writer && run.write_status == 0)
 		run.write_status = mm_flow_writer_finish(run.writer);
 	if (run.ipfix && mm_ipfix_exporter_finish(run.ipfix) != 0)
 		mm_warn("%s", mm_last_error());
@@ -416,6 +452,8 @@ out:
 	if (run.meter)
 		mm_meter_free(run.meter);
 	mm_flow_writer_free(run.writer);
+	/* The flush above reported any failure; this one only retries it. */
+	(void)mm_store_writer_close(run.store);
 	mm_ipfix_exporter_free(run.ipfix);
 	return rc;
 }

@@ -419,21 +419,27 @@ static int cmp_rows(const void *pa, const void *pb, void *ctx)
 	return 0;
 }
 
-int mm_qagg_ref_finish(struct mm_qagg_ref *r, const struct mm_qagg_row **rows, size_t *n_rows)
+size_t mm_qagg_rows_finish(struct mm_qagg_row *rows, size_t n_rows, const struct mm_qagg *spec)
 {
 	size_t kept = 0, in_bucket = 0;
 
-	qsort_r(r->rows, r->n_rows, sizeof(*r->rows), cmp_rows, &r->spec);
-	for (size_t i = 0; i < r->n_rows; i++) {
-		if (i == 0 || r->rows[i].bucket_ns != r->rows[i - 1].bucket_ns)
+	if (n_rows > 1) /* qsort_r of an empty (NULL) array is undefined */
+		qsort_r(rows, n_rows, sizeof(*rows), cmp_rows, (void *)spec);
+	for (size_t i = 0; i < n_rows; i++) {
+		if (i == 0 || rows[i].bucket_ns != rows[i - 1].bucket_ns)
 			in_bucket = 0;
-		if (r->spec.top_n && in_bucket >= r->spec.top_n)
+		if (spec->top_n && in_bucket >= spec->top_n)
 			continue;
 		in_bucket++;
-		r->rows[kept++] = r->rows[i];
+		rows[kept++] = rows[i];
 	}
-	r->n_rows = kept;
+	return kept;
+}
+
+int mm_qagg_ref_finish(struct mm_qagg_ref *r, const struct mm_qagg_row **rows, size_t *n_rows)
+{
+	r->n_rows = mm_qagg_rows_finish(r->rows, r->n_rows, &r->spec);
 	*rows = r->rows;
-	*n_rows = kept;
+	*n_rows = r->n_rows;
 	return 0;
 }

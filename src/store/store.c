@@ -26,6 +26,13 @@ struct mm_store {
 	struct catalog cat;
 };
 
+const char *mm_store_default_dir(void)
+{
+	const char *env = getenv("MAMORI_DATA");
+
+	return env && *env ? env : MM_STORE_DEFAULT_DIR;
+}
+
 int mm_store_open(struct mm_store **out, const char *dir)
 {
 	struct mm_store *st;

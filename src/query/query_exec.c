@@ -1,0 +1,1801 @@
+/*
+ * The vectorised executor over the embedded store (query_exec.h). A filter
+ * compiles into a small tree of column terms; per chunk, zone maps grade
+ * every term never / maybe / always, and only "maybe" terms decode their
+ * columns and run a tight loop per operator and width into a byte mask.
+ * Workers take chunks in store order; listings are re-sequenced so output
+ * order never depends on threads, aggregations merge per-thread tables.
+ */
+#include "mamori/query_exec.h"
+
+#include "mamori/hash.h"
+#include "mamori/status.h"
+#include "mamori/timefmt.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Threads one query may start: more than any machine we target has cores. */
+#define EXEC_MAX_THREADS 256
+/* Up to this many "in" values are tested one by one; longer lists are binary-searched. */
+#define IN_LINEAR_MAX 8
+
+void mm_query_exec_options_default(struct mm_query_exec_options *opt)
+{
+	*opt = (struct mm_query_exec_options){ .since_ns = 0,
+					       .until_ns = UINT64_MAX,
+					       .n_threads = 0,
+					       .max_memory = MM_QUERY_EXEC_DEFAULT_MEMORY,
+					       .limit = 0 };
+}
+
+/* --- the compiled filter ------------------------------------------------- */
+
+/* Values computed from several columns, exactly as the reference evaluator reads them. */
+enum derived {
+	D_TOTAL_BYTES,
+	D_TOTAL_PACKETS,
+	D_FLAGS_UNION,
+	D_DURATION,
+	D_PPS,
+	D_BPS,
+	D_BPP,
+	D_FAMILY,
+	D_COUNT_
+};
+
+enum cnode_kind {
+	C_ANY,
+	C_NOT,
+	C_AND,
+	C_OR,
+	C_NUM,  /* a column or derived value against numbers */
+	C_ADDR, /* an address (two columns) against masked prefixes */
+};
+
+/* An address prefix as masks over the two 64-bit halves the store keeps. */
+struct net_mask {
+	uint64_t hi, lo, mask_hi, mask_lo;
+};
+
+struct cnode {
+	enum cnode_kind kind;
+	struct cnode *first_child, *next;
+	/* C_NUM: a store column, or a derived value when derived < D_COUNT_ */
+	unsigned col;
+	enum derived derived;
+	enum mm_qop op;
+	const uint64_t *values; /* IN: sorted, unique */
+	size_t n_values;
+	/* C_ADDR */
+	unsigned col_hi, col_lo;
+	const struct net_mask *nets;
+	size_t n_nets;
+	size_t index; /* position in program.nodes, for per-chunk grades */
+};
+
+struct program {
+	struct cnode *nodes;
+	size_t n_nodes, cap_nodes;
+	uint64_t *nums;
+	size_t n_nums, cap_nums;
+	struct net_mask *nets;
+	size_t n_nets, cap_nets;
+	struct cnode *root;
+	unsigned depth;      /* AND/OR nesting: how many scratch masks evaluation needs */
+};
+
+static void program_release(struct program *p)
+{
+	free(p->nodes);
+	free(p->nums);
+	free(p->nets);
+}
+
+static struct cnode *program_node(struct program *p, enum cnode_kind kind)
+{
+	struct cnode *n;
+
+	MM_BUG(p->n_nodes == p->cap_nodes);
+	n = &p->nodes[p->n_nodes];
+	memset(n, 0, sizeof(*n));
+	n->kind = kind;
+	n->derived = D_COUNT_;
+	n->index = p->n_nodes++;
+	return n;
+}
+
+static void append_child(struct cnode *parent, struct cnode *child)
+{
+	struct cnode **link = &parent->first_child;
+
+	while (*link)
+		link = &(*link)->next;
+	*link = child;
+}
+
+/* Node and value counts bound what compiling can add: every predicate becomes at most three nodes. */
+static void count_ast(const struct mm_qnode *n, size_t *nodes, size_t *values)
+{
+	*nodes += 3;
+	*values += n->n_values;
+	for (const struct mm_qnode *c = n->first_child; c; c = c->next)
+		count_ast(c, nodes, values);
+}
+
+static const uint64_t derived_columns[D_COUNT_] = {
+	[D_TOTAL_BYTES] = 1ull << MM_COL_FWD_BYTES | 1ull << MM_COL_REV_BYTES,
+	[D_TOTAL_PACKETS] = 1ull << MM_COL_FWD_PACKETS | 1ull << MM_COL_REV_PACKETS,
+	[D_FLAGS_UNION] = 1ull << MM_COL_FWD_TCP_FLAGS | 1ull << MM_COL_REV_TCP_FLAGS,
+	[D_DURATION] = 1ull << MM_COL_FIRST_NS | 1ull << MM_COL_LAST_NS,
+	[D_PPS] = 1ull << MM_COL_FIRST_NS | 1ull << MM_COL_LAST_NS | 1ull << MM_COL_FWD_PACKETS |
+		  1ull << MM_COL_REV_PACKETS,
+	[D_BPS] = 1ull << MM_COL_FIRST_NS | 1ull << MM_COL_LAST_NS | 1ull << MM_COL_FWD_BYTES |
+		  1ull << MM_COL_REV_BYTES,
+	[D_BPP] = 1ull << MM_COL_FWD_PACKETS | 1ull << MM_COL_REV_PACKETS | 1ull << MM_COL_FWD_BYTES |
+		  1ull << MM_COL_REV_BYTES,
+	[D_FAMILY] = 1ull << MM_COL_SRC_HI | 1ull << MM_COL_SRC_LO,
+};
+
+/* Where one side of a numeric field lives: a column, or a derived value. */
+static void numeric_source(enum mm_qfield field, enum mm_qdir side, unsigned *col, enum derived *d)
+{
+	bool src = side == MM_QD_SRC, dst = side == MM_QD_DST;
+
+	*d = D_COUNT_;
+	switch (field) {
+	case MM_QF_PORT: *col = src ? MM_COL_SRC_PORT : MM_COL_DST_PORT; break;
+	case MM_QF_AS: *col = src ? MM_COL_SRC_AS : MM_COL_DST_AS; break;
+	case MM_QF_COUNTRY: *col = src ? MM_COL_SRC_COUNTRY : MM_COL_DST_COUNTRY; break;
+	case MM_QF_IF: *col = side == MM_QD_IN ? MM_COL_IN_IF : MM_COL_OUT_IF; break;
+	case MM_QF_PROTO: *col = MM_COL_PROTO; break;
+	case MM_QF_VLAN: *col = MM_COL_VLAN; break;
+	case MM_QF_SENSOR: *col = MM_COL_SENSOR_ID; break;
+	case MM_QF_END: *col = MM_COL_END_REASON; break;
+	case MM_QF_BYTES:
+		*col = src ? MM_COL_FWD_BYTES : MM_COL_REV_BYTES;
+		*d = src || dst ? D_COUNT_ : D_TOTAL_BYTES;
+		break;
+	case MM_QF_PACKETS:
+		*col = src ? MM_COL_FWD_PACKETS : MM_COL_REV_PACKETS;
+		*d = src || dst ? D_COUNT_ : D_TOTAL_PACKETS;
+		break;
+	case MM_QF_FLAGS:
+		*col = src ? MM_COL_FWD_TCP_FLAGS : MM_COL_REV_TCP_FLAGS;
+		*d = src || dst ? D_COUNT_ : D_FLAGS_UNION;
+		break;
+	case MM_QF_DURATION: *d = D_DURATION; break;
+	case MM_QF_PPS: *d = D_PPS; break;
+	case MM_QF_BPS: *d = D_BPS; break;
+	case MM_QF_BPP: *d = D_BPP; break;
+	case MM_QF_FAMILY: *d = D_FAMILY; break;
+	case MM_QF_HOST:
+	case MM_QF_NET:
+	case MM_QF_COUNT_: MM_BUG(true);
+	}
+}
+
+/* A constant as the column holds it: countries are "letter0 << 8 | letter1". */
+static uint64_t numeric_constant(enum mm_qfield field, const union mm_qvalue *v)
+{
+	if (field == MM_QF_COUNTRY)
+		return (uint64_t)(uint8_t)v->country[0] << 8 | (uint8_t)v->country[1];
+	return v->u;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+static uint64_t mask_bits(unsigned bits)
+{
+	return bits == 0 ? 0 : bits >= 64 ? UINT64_MAX : ~(UINT64_MAX >> bits);
+}
+
+static void net_mask_of(const struct mm_prefix *p, struct net_mask *out)
+{
+	unsigned bits = mm_prefix_bits128(p);
+
+	out->mask_hi = mask_bits(bits);
+	out->mask_lo = mask_bits(bits > 64 ? bits - 64 : 0);
+	out->hi = mm_addr_be64_(p->addr.b) & out->mask_hi;
+	out->lo = mm_addr_be64_(p->addr.b + 8) & out->mask_lo;
+}
+
+/* The values of one predicate, shared by both of its sides. */
+static void compile_values(struct program *p, const struct mm_qnode *n, struct cnode *leaf)
+{
+	MM_BUG(p->n_nums + n->n_values > p->cap_nums || p->n_nets + n->n_values > p->cap_nets);
+	if (n->field == MM_QF_HOST || n->field == MM_QF_NET) {
+		struct net_mask *nets = &p->nets[p->n_nets];
+
+		for (size_t i = 0; i < n->n_values; i++) {
+			struct mm_prefix host;
+
+			if (n->field == MM_QF_NET) {
+				net_mask_of(&n->values[i].prefix, &nets[i]);
+				continue;
+			}
+			host.addr = n->values[i].addr;
+			host.len = mm_addr_is_v4(&host.addr) ? 32 : 128;
+			net_mask_of(&host, &nets[i]);
+		}
+		p->n_nets += n->n_values;
+		leaf->nets = nets;
+		leaf->n_nets = n->n_values;
+		return;
+	}
+	uint64_t *nums = &p->nums[p->n_nums];
+	size_t kept = 0;
+
+	for (size_t i = 0; i < n->n_values; i++)
+		nums[i] = numeric_constant(n->field, &n->values[i]);
+	if (n->op == MM_QO_IN && n->n_values > 0) {
+		qsort(nums, n->n_values, sizeof(*nums), cmp_u64);
+		for (size_t i = 0; i < n->n_values; i++)
+			if (kept == 0 || nums[kept - 1] != nums[i])
+				nums[kept++] = nums[i];
+	} else {
+		kept = n->n_values;
+	}
+	p->n_nums += n->n_values;
+	leaf->values = nums;
+	leaf->n_values = kept;
+}
+
+static struct cnode *compile_side(struct program *p, const struct mm_qnode *n, enum mm_qdir side,
+				  const struct cnode *shared)
+{
+	bool addr = n->field == MM_QF_HOST || n->field == MM_QF_NET;
+	struct cnode *leaf = program_node(p, addr ? C_ADDR : C_NUM);
+
+	leaf->op = n->op;
+	if (shared) {
+		leaf->values = shared->values;
+		leaf->n_values = shared->n_values;
+		leaf->nets = shared->nets;
+		leaf->n_nets = shared->n_nets;
+	} else {
+		compile_values(p, n, leaf);
+	}
+	if (addr) {
+		bool src = side == MM_QD_SRC;
+
+		leaf->col_hi = src ? MM_COL_SRC_HI : MM_COL_DST_HI;
+		leaf->col_lo = src ? MM_COL_SRC_LO : MM_COL_DST_LO;
+		return leaf;
+	}
+	numeric_source(n->field, side, &leaf->col, &leaf->derived);
+	return leaf;
+}
+
+/* "port 22" is src or dst; "src and dst port 22" both; interfaces pair in/out the same way. */
+static struct cnode *compile_predicate(struct program *p, const struct mm_qnode *n)
+{
+	enum mm_qdir first = n->field == MM_QF_IF ? MM_QD_IN : MM_QD_SRC;
+	enum mm_qdir second = n->field == MM_QF_IF ? MM_QD_OUT : MM_QD_DST;
+	struct cnode *pair, *a;
+
+	if (n->dir != MM_QD_EITHER && n->dir != MM_QD_BOTH)
+		return compile_side(p, n, n->dir, NULL);
+	pair = program_node(p, n->dir == MM_QD_EITHER ? C_OR : C_AND);
+	a = compile_side(p, n, first, NULL);
+	append_child(pair, a);
+	append_child(pair, compile_side(p, n, second, a));
+	return pair;
+}
+
+static struct cnode *compile_node(struct program *p, const struct mm_qnode *n)
+{
+	static const enum cnode_kind kinds[] = { [MM_QN_ANY] = C_ANY, [MM_QN_NOT] = C_NOT, [MM_QN_AND] = C_AND,
+						 [MM_QN_OR] = C_OR };
+	struct cnode *c;
+
+	if (n->kind == MM_QN_PRED)
+		return compile_predicate(p, n);
+	c = program_node(p, kinds[n->kind]);
+	for (const struct mm_qnode *child = n->first_child; child; child = child->next)
+		append_child(c, compile_node(p, child));
+	return c;
+}
+
+static unsigned node_depth(const struct cnode *n)
+{
+	unsigned deepest = 0;
+
+	for (const struct cnode *c = n->first_child; c; c = c->next) {
+		unsigned d = node_depth(c);
+		deepest = d > deepest ? d : deepest;
+	}
+	return n->kind == C_AND || n->kind == C_OR ? deepest + 1 : deepest;
+}
+
+static struct cnode *time_term(struct program *p, unsigned col, enum mm_qop op, uint64_t bound)
+{
+	struct cnode *leaf = program_node(p, C_NUM);
+
+	MM_BUG(p->n_nums == p->cap_nums);
+	p->nums[p->n_nums] = bound;
+	leaf->values = &p->nums[p->n_nums++];
+	leaf->n_values = 1;
+	leaf->col = col;
+	leaf->op = op;
+	return leaf;
+}
+
+/*
+ * The filter and the time range ("overlaps [since, until]": first_ns <=
+ * until and last_ns >= since) as one tree, so zone maps prune both alike.
+ */
+static int program_compile(struct program *p, const struct mm_query *q, uint64_t since_ns, uint64_t until_ns)
+{
+	size_t n_nodes = 4, n_values = 2;
+	struct cnode *top;
+
+	memset(p, 0, sizeof(*p));
+	if (mm_query_check(q) < 0)
+		return MM_EINVAL;
+	count_ast(mm_query_root(q), &n_nodes, &n_values);
+	p->nodes = calloc(n_nodes, sizeof(*p->nodes));
+	p->nums = calloc(n_values, sizeof(*p->nums));
+	p->nets = calloc(n_values, sizeof(*p->nets));
+	if (!p->nodes || !p->nums || !p->nets) {
+		program_release(p);
+		return mm_fail(MM_ENOMEM, "query: out of memory compiling a filter of %zu nodes", n_nodes);
+	}
+	p->cap_nodes = n_nodes;
+	p->cap_nums = n_values;
+	p->cap_nets = n_values;
+	p->root = compile_node(p, mm_query_root(q));
+	if (since_ns > 0 || until_ns < UINT64_MAX) {
+		top = program_node(p, C_AND);
+		append_child(top, time_term(p, MM_COL_FIRST_NS, MM_QO_LE, until_ns));
+		append_child(top, time_term(p, MM_COL_LAST_NS, MM_QO_GE, since_ns));
+		append_child(top, p->root);
+		p->root = top;
+	}
+	p->depth = node_depth(p->root) + 1;
+	return 0;
+}
+
+/* --- zone maps: never, maybe or always per node and chunk ----------------- */
+
+enum grade { G_NEVER, G_MAYBE, G_ALWAYS };
+
+static enum grade grade_not(enum grade g)
+{
+	return g == G_NEVER ? G_ALWAYS : g == G_ALWAYS ? G_NEVER : G_MAYBE;
+}
+
+/* Every value in [lo, hi] against the constant c. */
+static enum grade grade_range(enum mm_qop op, uint64_t lo, uint64_t hi, uint64_t c)
+{
+	switch (op) {
+	case MM_QO_EQ: return c < lo || c > hi ? G_NEVER : lo == hi ? G_ALWAYS : G_MAYBE;
+	case MM_QO_NE: return grade_not(grade_range(MM_QO_EQ, lo, hi, c));
+	case MM_QO_LT: return hi < c ? G_ALWAYS : lo >= c ? G_NEVER : G_MAYBE;
+	case MM_QO_LE: return hi <= c ? G_ALWAYS : lo > c ? G_NEVER : G_MAYBE;
+	case MM_QO_GT: return grade_not(grade_range(MM_QO_LE, lo, hi, c));
+	case MM_QO_GE: return grade_not(grade_range(MM_QO_LT, lo, hi, c));
+	case MM_QO_IN:
+	case MM_QO_HAS: break;
+	}
+	return G_MAYBE;
+}
+
+static enum grade grade_num(const struct cnode *n, const struct mm_segment *seg, uint32_t k)
+{
+	uint64_t lo, hi;
+	enum grade g = G_NEVER;
+
+	if (n->derived < D_COUNT_)
+		return G_MAYBE;
+	mm_segment_zone(seg, n->col, k, &lo, &hi);
+	if (n->op == MM_QO_HAS)
+		return lo == hi ? ((lo & n->values[0]) == n->values[0] ? G_ALWAYS : G_NEVER) : G_MAYBE;
+	if (n->op != MM_QO_IN)
+		return grade_range(n->op, lo, hi, n->values[0]);
+	for (size_t i = 0; i < n->n_values && g != G_ALWAYS; i++) {
+		enum grade one = grade_range(MM_QO_EQ, lo, hi, n->values[i]);
+		g = one > g ? one : g;
+	}
+	return g;
+}
+
+/*
+ * A row matches a net when its hi half is inside the net's hi range and,
+ * for nets longer than /64, its lo half inside the lo range. Zone maps are
+ * per column, so "always" needs the hi half constant.
+ */
+static enum grade grade_net(const struct net_mask *m, uint64_t hlo, uint64_t hhi, uint64_t llo, uint64_t lhi)
+{
+	uint64_t top = m->hi | ~m->mask_hi, lo_top = m->lo | ~m->mask_lo;
+
+	if (hhi < m->hi || hlo > top || lhi < m->lo || llo > lo_top)
+		return G_NEVER;
+	if (hlo >= m->hi && hhi <= top && (m->mask_lo == 0 || (hlo == hhi && llo >= m->lo && lhi <= lo_top)))
+		return G_ALWAYS;
+	return G_MAYBE;
+}
+
+static enum grade grade_addr(const struct cnode *n, const struct mm_segment *seg, uint32_t k)
+{
+	uint64_t hlo, hhi, llo, lhi;
+	enum grade g = G_NEVER;
+
+	mm_segment_zone(seg, n->col_hi, k, &hlo, &hhi);
+	mm_segment_zone(seg, n->col_lo, k, &llo, &lhi);
+	for (size_t i = 0; i < n->n_nets && g != G_ALWAYS; i++) {
+		enum grade one = grade_net(&n->nets[i], hlo, hhi, llo, lhi);
+		g = one > g ? one : g;
+	}
+	return g;
+}
+
+/* Grades every node into grades[node->index]; returns the node's grade. */
+static enum grade grade_node(const struct cnode *n, const struct mm_segment *seg, uint32_t k, uint8_t *grades)
+{
+	enum grade g = G_MAYBE;
+
+	switch (n->kind) {
+	case C_ANY: g = G_ALWAYS; break;
+	case C_NOT: g = grade_not(grade_node(n->first_child, seg, k, grades)); break;
+	case C_AND:
+		g = G_ALWAYS;
+		for (const struct cnode *c = n->first_child; c; c = c->next) {
+			enum grade one = grade_node(c, seg, k, grades);
+			g = one < g ? one : g;
+		}
+		break;
+	case C_OR:
+		g = G_NEVER;
+		for (const struct cnode *c = n->first_child; c; c = c->next) {
+			enum grade one = grade_node(c, seg, k, grades);
+			g = one > g ? one : g;
+		}
+		break;
+	case C_NUM: g = grade_num(n, seg, k); break;
+	case C_ADDR: g = grade_addr(n, seg, k); break;
+	}
+	grades[n->index] = (uint8_t)g;
+	return g;
+}
+
+/* --- per-thread chunk state ----------------------------------------------- */
+
+/* One worker's view of the chunk it is on: columns decoded on first use. */
+struct chunk_view {
+	const struct mm_segment *seg;
+	uint32_t k;
+	size_t n_rows;
+	uint64_t decoded;                  /* bit per column decoded for this chunk */
+	unsigned derived_done;             /* bit per derived value computed */
+	void *col[MM_STORE_N_COLUMNS];     /* max_rows values each, allocated on first use */
+	uint64_t *derived[D_COUNT_];
+	struct mm_store_scratch *scratch;
+	uint32_t max_rows;
+};
+
+static void chunk_view_release(struct chunk_view *v)
+{
+	for (unsigned c = 0; c < MM_STORE_N_COLUMNS; c++)
+		free(v->col[c]);
+	for (unsigned d = 0; d < D_COUNT_; d++)
+		free(v->derived[d]);
+	mm_store_scratch_free(v->scratch);
+}
+
+static void chunk_view_start(struct chunk_view *v, const struct mm_segment *seg, uint32_t k)
+{
+	v->seg = seg;
+	v->k = k;
+	v->n_rows = mm_segment_chunk_rows(seg, k);
+	v->decoded = 0;
+	v->derived_done = 0;
+}
+
+static int chunk_column(struct chunk_view *v, unsigned col, const void **out)
+{
+	int rc;
+
+	if (!(v->decoded >> col & 1)) {
+		if (!v->col[col]) {
+			v->col[col] = malloc((size_t)v->max_rows * mm_store_column_width(col));
+			if (!v->col[col])
+				return mm_fail(MM_ENOMEM, "query: column buffer of %" PRIu32 " rows", v->max_rows);
+		}
+		rc = mm_segment_decode(v->seg, col, v->k, v->scratch, v->col[col]);
+		if (rc < 0)
+			return rc;
+		v->decoded |= 1ull << col;
+	}
+	*out = v->col[col];
+	return 0;
+}
+
+/* Decodes every column in mask; the arrays land in v->col. */
+static int chunk_columns(struct chunk_view *v, uint64_t mask)
+{
+	const void *unused;
+	int rc;
+
+	for (unsigned col = 0; col < MM_STORE_N_COLUMNS; col++) {
+		if (!(mask >> col & 1))
+			continue;
+		rc = chunk_column(v, col, &unused);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+static const uint64_t *u64_column(const struct chunk_view *v, unsigned col)
+{
+	return v->col[col];
+}
+
+static const uint8_t *u8_column(const struct chunk_view *v, unsigned col)
+{
+	return v->col[col];
+}
+
+/*
+ * Derived values go through the reference's own accessors on a flow that
+ * holds just the fields they read, so rounding and saturation cannot drift.
+ * Each case reads only the columns derived_columns[] names for it.
+ */
+static void derive_rows(struct chunk_view *v, enum derived d, uint64_t *out)
+{
+	const uint64_t *first = u64_column(v, MM_COL_FIRST_NS), *last = u64_column(v, MM_COL_LAST_NS);
+	const uint64_t *fp = u64_column(v, MM_COL_FWD_PACKETS), *rp = u64_column(v, MM_COL_REV_PACKETS);
+	const uint64_t *fb = u64_column(v, MM_COL_FWD_BYTES), *rb = u64_column(v, MM_COL_REV_BYTES);
+	const uint64_t *hi = u64_column(v, MM_COL_SRC_HI), *lo = u64_column(v, MM_COL_SRC_LO);
+	const uint8_t *ff = u8_column(v, MM_COL_FWD_TCP_FLAGS), *rf = u8_column(v, MM_COL_REV_TCP_FLAGS);
+	struct mm_flow f;
+	size_t n = v->n_rows;
+
+	memset(&f, 0, sizeof(f));
+	switch (d) {
+	case D_TOTAL_BYTES: for (size_t i = 0; i < n; i++) out[i] = fb[i] + rb[i]; break;
+	case D_TOTAL_PACKETS: for (size_t i = 0; i < n; i++) out[i] = fp[i] + rp[i]; break;
+	case D_FLAGS_UNION: for (size_t i = 0; i < n; i++) out[i] = ff[i] | rf[i]; break;
+	case D_FAMILY:
+		for (size_t i = 0; i < n; i++)
+			out[i] = hi[i] == 0 && lo[i] >> 32 == 0xffff ? 4 : 6;
+		break;
+	case D_DURATION:
+		for (size_t i = 0; i < n; i++) {
+			f.first_ns = first[i];
+			f.last_ns = last[i];
+			out[i] = mm_query_flow_duration_ns(&f);
+		}
+		break;
+	case D_PPS:
+		for (size_t i = 0; i < n; i++) {
+			f.first_ns = first[i];
+			f.last_ns = last[i];
+			f.fwd_packets = fp[i];
+			f.rev_packets = rp[i];
+			out[i] = mm_query_flow_pps(&f);
+		}
+		break;
+	case D_BPS:
+		for (size_t i = 0; i < n; i++) {
+			f.first_ns = first[i];
+			f.last_ns = last[i];
+			f.fwd_bytes = fb[i];
+			f.rev_bytes = rb[i];
+			out[i] = mm_query_flow_bps(&f);
+		}
+		break;
+	case D_BPP:
+		for (size_t i = 0; i < n; i++) {
+			f.fwd_packets = fp[i];
+			f.rev_packets = rp[i];
+			f.fwd_bytes = fb[i];
+			f.rev_bytes = rb[i];
+			out[i] = mm_query_flow_bpp(&f);
+		}
+		break;
+	case D_COUNT_: MM_BUG(true);
+	}
+}
+
+static int chunk_derived(struct chunk_view *v, enum derived d, const uint64_t **out)
+{
+	uint64_t need = derived_columns[d];
+	int rc;
+
+	if (!(v->derived_done >> d & 1)) {
+		if (!v->derived[d]) {
+			v->derived[d] = malloc((size_t)v->max_rows * sizeof(uint64_t));
+			if (!v->derived[d])
+				return mm_fail(MM_ENOMEM, "query: derived buffer of %" PRIu32 " rows", v->max_rows);
+		}
+		rc = chunk_columns(v, need);
+		if (rc < 0)
+			return rc;
+		derive_rows(v, d, v->derived[d]);
+		v->derived_done |= 1u << d;
+	}
+	*out = v->derived[d];
+	return 0;
+}
+
+/* --- mask kernels: one tight loop per operator and width ------------------ */
+
+/*
+ * Values are at most max (the column width's range). A constant beyond it
+ * decides the comparison for every row, so the typed loops below only ever
+ * see constants of their own width.
+ */
+static void fill_beyond_width(enum mm_qop op, size_t n, uint8_t *m)
+{
+	bool all = op == MM_QO_NE || op == MM_QO_LT || op == MM_QO_LE;
+
+	memset(m, all, n);
+}
+
+#define DEFINE_COMPARE(name, type)                                                          \
+	static void name(const type *v, size_t n, enum mm_qop op, type c, uint8_t *m)        \
+	{                                                                                      \
+		switch (op) {                                                                  \
+		case MM_QO_EQ: for (size_t i = 0; i < n; i++) m[i] = v[i] == c; break;         \
+		case MM_QO_NE: for (size_t i = 0; i < n; i++) m[i] = v[i] != c; break;         \
+		case MM_QO_LT: for (size_t i = 0; i < n; i++) m[i] = v[i] < c; break;          \
+		case MM_QO_LE: for (size_t i = 0; i < n; i++) m[i] = v[i] <= c; break;         \
+		case MM_QO_GT: for (size_t i = 0; i < n; i++) m[i] = v[i] > c; break;          \
+		case MM_QO_GE: for (size_t i = 0; i < n; i++) m[i] = v[i] >= c; break;         \
+		case MM_QO_HAS: for (size_t i = 0; i < n; i++) m[i] = (v[i] & c) == c; break;  \
+		case MM_QO_IN: MM_BUG(true); break;                                            \
+		}                                                                              \
+	}
+
+DEFINE_COMPARE(compare_u8, uint8_t)
+DEFINE_COMPARE(compare_u16, uint16_t)
+DEFINE_COMPARE(compare_u32, uint32_t)
+DEFINE_COMPARE(compare_u64, uint64_t)
+
+#undef DEFINE_COMPARE
+
+static uint64_t width_max(unsigned width)
+{
+	return width >= 8 ? UINT64_MAX : (1ull << (8 * width)) - 1;
+}
+
+static void compare_values(const void *v, unsigned width, size_t n, enum mm_qop op, uint64_t c, uint8_t *m)
+{
+	if (c > width_max(width)) {
+		fill_beyond_width(op, n, m);
+		return;
+	}
+	switch (width) {
+	case 1: compare_u8(v, n, op, (uint8_t)c, m); break;
+	case 2: compare_u16(v, n, op, (uint16_t)c, m); break;
+	case 4: compare_u32(v, n, op, (uint32_t)c, m); break;
+	default: compare_u64(v, n, op, c, m); break;
+	}
+}
+
+static bool sorted_contains(const uint64_t *values, size_t n, uint64_t x)
+{
+	size_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (values[mid] < x)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < n && values[lo] == x;
+}
+
+static uint64_t value_at(const void *v, unsigned width, size_t i)
+{
+	switch (width) {
+	case 1: return ((const uint8_t *)v)[i];
+	case 2: return ((const uint16_t *)v)[i];
+	case 4: return ((const uint32_t *)v)[i];
+	default: return ((const uint64_t *)v)[i];
+	}
+}
+
+/* "in [...]": a few values as OR-ed equality loops, many by binary search. */
+static void compare_in(const void *v, unsigned width, size_t n, const uint64_t *values, size_t n_values,
+		       uint8_t *m, uint8_t *tmp)
+{
+	if (n_values > IN_LINEAR_MAX) {
+		for (size_t i = 0; i < n; i++)
+			m[i] = sorted_contains(values, n_values, value_at(v, width, i));
+		return;
+	}
+	memset(m, 0, n);
+	for (size_t j = 0; j < n_values; j++) {
+		compare_values(v, width, n, MM_QO_EQ, values[j], tmp);
+		for (size_t i = 0; i < n; i++)
+			m[i] |= tmp[i];
+	}
+}
+
+static void match_nets(const uint64_t *hi, const uint64_t *lo, size_t n, const struct net_mask *nets,
+		       size_t n_nets, uint8_t *m)
+{
+	memset(m, 0, n);
+	for (size_t j = 0; j < n_nets; j++) {
+		const struct net_mask nm = nets[j];
+
+		for (size_t i = 0; i < n; i++)
+			m[i] |= ((hi[i] & nm.mask_hi) == nm.hi) & ((lo[i] & nm.mask_lo) == nm.lo);
+	}
+}
+
+static bool any_set(const uint8_t *m, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (m[i])
+			return true;
+	return false;
+}
+
+static bool all_set(const uint8_t *m, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!m[i])
+			return false;
+	return true;
+}
+
+/* --- evaluation of the compiled tree over one chunk ----------------------- */
+
+struct evaluator {
+	const struct program *prog;
+	struct chunk_view view;
+	uint8_t *grades;   /* per program node, for the current chunk */
+	uint8_t *masks;    /* prog->depth scratch masks of max_rows bytes */
+	uint8_t *tmp;      /* one more, for "in" lists */
+	uint8_t *result;   /* the filter's mask */
+	uint32_t *sel;     /* selected row numbers */
+};
+
+static int eval_leaf(struct evaluator *e, const struct cnode *n, uint8_t *out)
+{
+	struct chunk_view *v = &e->view;
+	const void *a, *b;
+	unsigned width = 8;
+	int rc;
+
+	if (n->kind == C_ADDR) {
+		rc = chunk_column(v, n->col_hi, &a);
+		if (rc == 0)
+			rc = chunk_column(v, n->col_lo, &b);
+		if (rc == 0)
+			match_nets(a, b, v->n_rows, n->nets, n->n_nets, out);
+		return rc;
+	}
+	if (n->derived < D_COUNT_) {
+		const uint64_t *d = NULL;
+		rc = chunk_derived(v, n->derived, &d);
+		a = d;
+	} else {
+		rc = chunk_column(v, n->col, &a);
+		width = mm_store_column_width(n->col);
+	}
+	if (rc < 0)
+		return rc;
+	if (n->op == MM_QO_IN)
+		compare_in(a, width, v->n_rows, n->values, n->n_values, out, e->tmp);
+	else
+		compare_values(a, width, v->n_rows, n->op, n->values[0], out);
+	return 0;
+}
+
+/*
+ * Fills out with the node's mask. level picks the scratch mask for the
+ * second and later children of AND/OR; an AND stops at an empty mask and
+ * an OR at a full one, so later children decode nothing.
+ */
+static int eval_node(struct evaluator *e, const struct cnode *n, uint8_t *out, unsigned level)
+{
+	size_t rows = e->view.n_rows;
+	uint8_t *scratch = e->masks + (size_t)level * e->view.max_rows;
+	int rc = 0;
+
+	if (e->grades[n->index] != G_MAYBE) {
+		memset(out, e->grades[n->index] == G_ALWAYS, rows);
+		return 0;
+	}
+	switch (n->kind) {
+	case C_ANY: memset(out, 1, rows); break;
+	case C_NOT:
+		rc = eval_node(e, n->first_child, out, level);
+		for (size_t i = 0; rc == 0 && i < rows; i++)
+			out[i] ^= 1;
+		break;
+	case C_AND:
+	case C_OR:
+		rc = eval_node(e, n->first_child, out, level + 1);
+		for (const struct cnode *c = n->first_child->next; c && rc == 0; c = c->next) {
+			if (n->kind == C_AND ? !any_set(out, rows) : all_set(out, rows))
+				break;
+			rc = eval_node(e, c, scratch, level + 1);
+			if (n->kind == C_AND)
+				for (size_t i = 0; rc == 0 && i < rows; i++)
+					out[i] &= scratch[i];
+			else
+				for (size_t i = 0; rc == 0 && i < rows; i++)
+					out[i] |= scratch[i];
+		}
+		break;
+	case C_NUM:
+	case C_ADDR: rc = eval_leaf(e, n, out); break;
+	}
+	return rc;
+}
+
+static int evaluator_init(struct evaluator *e, const struct program *prog, uint32_t max_rows)
+{
+	memset(e, 0, sizeof(*e));
+	e->prog = prog;
+	e->view.max_rows = max_rows;
+	e->grades = calloc(prog->n_nodes, 1);
+	e->masks = malloc((size_t)prog->depth * max_rows);
+	e->tmp = malloc(max_rows);
+	e->result = malloc(max_rows);
+	e->sel = malloc((size_t)max_rows * sizeof(*e->sel));
+	if (!e->grades || !e->masks || !e->tmp || !e->result || !e->sel)
+		return mm_fail(MM_ENOMEM, "query: evaluation buffers for chunks of %" PRIu32 " rows", max_rows);
+	return mm_store_scratch_new(&e->view.scratch);
+}
+
+static void evaluator_release(struct evaluator *e)
+{
+	chunk_view_release(&e->view);
+	free(e->grades);
+	free(e->masks);
+	free(e->tmp);
+	free(e->result);
+	free(e->sel);
+}
+
+/* Per-thread counters, summed into the stats at the end. */
+struct counts {
+	uint64_t chunks_skipped, chunks_whole, rows_scanned, rows_matched;
+};
+
+/* Starts chunk k of seg and selects its matching rows into e->sel. */
+static int evaluator_select(struct evaluator *e, const struct mm_segment *seg, uint32_t k, size_t *n_sel,
+			    struct counts *counts)
+{
+	enum grade g;
+	size_t n = 0;
+	int rc;
+
+	chunk_view_start(&e->view, seg, k);
+	g = grade_node(e->prog->root, seg, k, e->grades);
+	*n_sel = 0;
+	if (g == G_NEVER) {
+		counts->chunks_skipped++;
+		return 0;
+	}
+	counts->rows_scanned += e->view.n_rows;
+	if (g == G_ALWAYS) {
+		counts->chunks_whole++;
+		for (size_t i = 0; i < e->view.n_rows; i++)
+			e->sel[i] = (uint32_t)i;
+		n = e->view.n_rows;
+	} else {
+		rc = eval_node(e, e->prog->root, e->result, 0);
+		if (rc < 0)
+			return rc;
+		for (size_t i = 0; i < e->view.n_rows; i++) {
+			e->sel[n] = (uint32_t)i;
+			n += e->result[i];
+		}
+	}
+	counts->rows_matched += n;
+	*n_sel = n;
+	return 0;
+}
+
+/* --- the run: segments, chunks handed out in order, threads ---------------- */
+
+struct run {
+	struct mm_store *st;
+	const struct mm_query_exec_options *opt;
+	struct program prog;
+	struct mm_segment **segs;
+	size_t n_segs;
+	size_t *first_item;  /* item number of each segment's chunk 0; n_segs + 1 entries */
+	size_t n_items;
+	uint32_t max_rows;
+	unsigned n_threads;
+
+	pthread_mutex_t lock;
+	pthread_cond_t moved; /* next_emit advanced or the run stopped */
+	size_t next_item;
+	bool stop;
+	int status;
+	char error[512];      /* mm_last_error() is per thread: carried back here */
+	struct counts counts;
+
+	/* listing */
+	int (*emit)(void *ctx, const struct mm_flow *flows, size_t n);
+	void *emit_ctx;
+	size_t window;        /* items taken may run this far ahead of next_emit */
+	size_t next_emit;
+	uint64_t emitted;
+	struct pending *pending; /* window slots, item % window */
+
+	/* aggregation */
+	const struct mm_qagg *spec;
+	struct agg_table *tables; /* one per thread */
+	atomic_size_t mem_used;
+};
+
+static void run_fail(struct run *r, int rc)
+{
+	if (r->status == 0) {
+		r->status = rc;
+		snprintf(r->error, sizeof(r->error), "%s", mm_last_error());
+	}
+	r->stop = true;
+	pthread_cond_broadcast(&r->moved);
+}
+
+static void counts_add(struct counts *to, const struct counts *from)
+{
+	to->chunks_skipped += from->chunks_skipped;
+	to->chunks_whole += from->chunks_whole;
+	to->rows_scanned += from->rows_scanned;
+	to->rows_matched += from->rows_matched;
+}
+
+static unsigned thread_count(unsigned wanted, size_t items)
+{
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	size_t n = wanted ? wanted : (cpus > 0 ? (size_t)cpus : 1);
+
+	if (n > EXEC_MAX_THREADS)
+		n = EXEC_MAX_THREADS;
+	if (n > items)
+		n = items ? items : 1;
+	return (unsigned)n;
+}
+
+static int run_open(struct run *r, struct mm_store *st, const struct mm_query *q,
+		    const struct mm_query_exec_options *opt, struct mm_query_exec_stats *stats)
+{
+	size_t n = mm_store_segment_count(st);
+	int rc;
+
+	r->st = st;
+	r->opt = opt;
+	pthread_mutex_init(&r->lock, NULL);
+	pthread_cond_init(&r->moved, NULL);
+	rc = program_compile(&r->prog, q, opt->since_ns, opt->until_ns);
+	if (rc < 0)
+		return rc;
+	r->segs = calloc(n + 1, sizeof(*r->segs));
+	r->first_item = calloc(n + 1, sizeof(*r->first_item));
+	if (!r->segs || !r->first_item)
+		return mm_fail(MM_ENOMEM, "query: scan of %zu segments", n);
+	for (size_t i = 0; i < n; i++) {
+		struct mm_store_segment_info info;
+		struct mm_segment *seg;
+
+		mm_store_segment_info(st, i, &info);
+		stats->segments++;
+		if (info.min_first_ns > opt->until_ns || info.max_last_ns < opt->since_ns) {
+			stats->segments_skipped++;
+			continue;
+		}
+		rc = mm_store_segment_open(st, i, &seg);
+		if (rc < 0)
+			return rc;
+		r->segs[r->n_segs] = seg;
+		r->first_item[r->n_segs + 1] = r->first_item[r->n_segs] + mm_segment_chunks(seg);
+		if (mm_segment_chunk_rows(seg, 0) > r->max_rows)
+			r->max_rows = mm_segment_chunk_rows(seg, 0);
+		stats->rows_total += mm_segment_rows(seg);
+		r->n_segs++;
+	}
+	r->n_items = r->first_item[r->n_segs];
+	stats->chunks = r->n_items;
+	r->n_threads = thread_count(opt->n_threads, r->n_items);
+	stats->threads = r->n_threads;
+	return 0;
+}
+
+static void run_close(struct run *r, struct mm_query_exec_stats *stats)
+{
+	stats->chunks_skipped = r->counts.chunks_skipped;
+	stats->chunks_whole = r->counts.chunks_whole;
+	stats->rows_scanned = r->counts.rows_scanned;
+	stats->rows_matched = r->counts.rows_matched;
+	for (size_t i = 0; i < r->n_segs; i++)
+		mm_segment_free(r->segs[i]);
+	free(r->segs);
+	free(r->first_item);
+	program_release(&r->prog);
+	pthread_cond_destroy(&r->moved);
+	pthread_mutex_destroy(&r->lock);
+}
+
+/* Segment of an item; items only move forward per thread, so *seg is a cursor. */
+static void item_position(const struct run *r, size_t item, size_t *seg, uint32_t *k)
+{
+	while (r->first_item[*seg + 1] <= item)
+		(*seg)++;
+	*k = (uint32_t)(item - r->first_item[*seg]);
+}
+
+struct worker {
+	struct run *run;
+	unsigned index;
+	pthread_t tid;
+	int (*body)(struct worker *w);
+	struct evaluator eval;
+	struct counts counts;
+};
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct run *r = w->run;
+	int rc = evaluator_init(&w->eval, &r->prog, r->max_rows ? r->max_rows : 1);
+
+	if (rc == 0)
+		rc = w->body(w);
+	pthread_mutex_lock(&r->lock);
+	if (rc != 0)
+		run_fail(r, rc);
+	counts_add(&r->counts, &w->counts);
+	pthread_mutex_unlock(&r->lock);
+	evaluator_release(&w->eval);
+	return NULL;
+}
+
+/* Runs body on n_threads workers, the caller being worker 0. Returns the run's status. */
+static int run_workers(struct run *r, int (*body)(struct worker *w))
+{
+	struct worker *workers = calloc(r->n_threads, sizeof(*workers));
+	unsigned started;
+
+	if (!workers)
+		return mm_fail(MM_ENOMEM, "query: %u worker threads", r->n_threads);
+	for (unsigned i = 0; i < r->n_threads; i++)
+		workers[i] = (struct worker){ .run = r, .index = i, .body = body };
+	for (started = 1; started < r->n_threads; started++) {
+		if (pthread_create(&workers[started].tid, NULL, worker_main, &workers[started]) != 0) {
+			pthread_mutex_lock(&r->lock);
+			run_fail(r, mm_fail(MM_EIO, "query: cannot start worker thread %u", started));
+			pthread_mutex_unlock(&r->lock);
+			break;
+		}
+	}
+	worker_main(&workers[0]);
+	for (unsigned i = 1; i < started; i++)
+		pthread_join(workers[i].tid, NULL);
+	free(workers);
+	if (r->status != 0)
+		return mm_fail(r->status, "%s", r->error);
+	return 0;
+}
+
+/* --- listing --------------------------------------------------------------- */
+
+/* A finished chunk waiting for the chunks before it to be written. */
+struct pending {
+	bool done;
+	struct mm_flow *flows; /* max_rows entries once a chunk with matches used the slot */
+	size_t n;
+};
+
+/* Writes every finished chunk at the head of the order; called with the lock held. */
+static void emit_ready(struct run *r)
+{
+	while (!r->stop && r->next_emit < r->n_items) {
+		struct pending *p = &r->pending[r->next_emit % r->window];
+		size_t n = p->n;
+		int rc;
+
+		if (!p->done)
+			break;
+		if (r->opt->limit && n > r->opt->limit - r->emitted)
+			n = (size_t)(r->opt->limit - r->emitted);
+		rc = n ? r->emit(r->emit_ctx, p->flows, n) : 0;
+		if (rc != 0) {
+			run_fail(r, rc);
+			break;
+		}
+		r->emitted += n;
+		p->done = false;
+		p->n = 0;
+		r->next_emit++;
+		if (r->opt->limit && r->emitted >= r->opt->limit)
+			r->stop = true;
+		pthread_cond_broadcast(&r->moved);
+	}
+}
+
+/* Takes the next item, waiting while it would run more than a window ahead of the writer. */
+static bool take_item(struct run *r, size_t *item)
+{
+	bool got = false;
+
+	pthread_mutex_lock(&r->lock);
+	while (!r->stop && r->next_item < r->n_items && r->window && r->next_item >= r->next_emit + r->window)
+		pthread_cond_wait(&r->moved, &r->lock);
+	if (!r->stop && r->next_item < r->n_items) {
+		*item = r->next_item++;
+		got = true;
+	}
+	pthread_mutex_unlock(&r->lock);
+	return got;
+}
+
+/* Reads the chunk's flows into the slot and keeps the selected ones, in row order. */
+static int gather_flows(struct worker *w, struct pending *slot, size_t n_sel)
+{
+	struct evaluator *e = &w->eval;
+	int rc;
+
+	if (!slot->flows) {
+		slot->flows = malloc((size_t)w->run->max_rows * sizeof(*slot->flows));
+		if (!slot->flows)
+			return mm_fail(MM_ENOMEM, "query: listing buffer of %" PRIu32 " flows", w->run->max_rows);
+	}
+	rc = mm_segment_read_flows(e->view.seg, e->view.k, e->view.scratch, slot->flows);
+	if (rc < 0)
+		return rc;
+	for (size_t i = 0; i < n_sel; i++)
+		slot->flows[i] = slot->flows[e->sel[i]];
+	slot->n = n_sel;
+	return 0;
+}
+
+static int list_body(struct worker *w)
+{
+	struct run *r = w->run;
+	size_t item, seg = 0, n_sel;
+	uint32_t k;
+	int rc = 0;
+
+	while (rc == 0 && take_item(r, &item)) {
+		struct pending *slot = &r->pending[item % r->window];
+
+		item_position(r, item, &seg, &k);
+		rc = evaluator_select(&w->eval, r->segs[seg], k, &n_sel, &w->counts);
+		if (rc == 0 && n_sel > 0)
+			rc = gather_flows(w, slot, n_sel);
+		if (rc != 0)
+			break;
+		pthread_mutex_lock(&r->lock);
+		slot->done = true;
+		emit_ready(r);
+		pthread_mutex_unlock(&r->lock);
+	}
+	return rc;
+}
+
+int mm_query_list(struct mm_store *st, const struct mm_query *q, const struct mm_query_exec_options *opt,
+		  int (*emit)(void *ctx, const struct mm_flow *flows, size_t n), void *ctx,
+		  struct mm_query_exec_stats *stats_out)
+{
+	struct mm_query_exec_stats stats = { 0 };
+	struct run r = { 0 };
+	int rc = run_open(&r, st, q, opt, &stats);
+
+	if (rc < 0)
+		goto out;
+	r.emit = emit;
+	r.emit_ctx = ctx;
+	r.window = 2 * (size_t)r.n_threads;
+	r.pending = calloc(r.window, sizeof(*r.pending));
+	if (!r.pending) {
+		rc = mm_fail(MM_ENOMEM, "query: %zu listing slots", r.window);
+		goto out;
+	}
+	rc = run_workers(&r, list_body);
+out:
+	for (size_t i = 0; r.pending && i < r.window; i++)
+		free(r.pending[i].flows);
+	free(r.pending);
+	run_close(&r, &stats);
+	if (stats_out)
+		*stats_out = stats;
+	return rc;
+}
+
+/* --- aggregation tables ---------------------------------------------------- */
+
+/*
+ * A set of fixed-size entries found by a key prefix of each entry: open
+ * addressing over entry numbers, keyed hash (keys come from the wire).
+ * Every byte it allocates is charged to the query's shared budget first.
+ */
+struct entry_set {
+	const struct mm_hash_key *hash_key;
+	atomic_size_t *mem_used;
+	size_t mem_cap;
+	size_t entry_size, key_len;
+	unsigned char *entries;
+	size_t n, cap;
+	uint32_t *slots; /* 0 empty, else entry number + 1 */
+	size_t n_slots;  /* a power of two, kept over twice n */
+};
+
+static int charge(struct entry_set *s, size_t bytes)
+{
+	size_t used = atomic_fetch_add(s->mem_used, bytes) + bytes;
+	bool mib = s->mem_cap >= (1u << 20);
+
+	if (used > s->mem_cap)
+		return mm_fail(MM_ELIMIT,
+			       "query: aggregation needs more than its memory cap of %zu %s; narrow the "
+			       "filter or the time range, use fewer or coarser keys, or raise --max-memory",
+			       s->mem_cap >> (mib ? 20 : 10), mib ? "MiB" : "KiB");
+	return 0;
+}
+
+static void entry_set_release(struct entry_set *s)
+{
+	free(s->entries);
+	free(s->slots);
+}
+
+static size_t entry_probe(const struct entry_set *s, const void *key, uint64_t hash)
+{
+	size_t mask = s->n_slots - 1, i = hash & mask;
+
+	while (s->slots[i] && memcmp(s->entries + (size_t)(s->slots[i] - 1) * s->entry_size, key, s->key_len) != 0)
+		i = (i + 1) & mask;
+	return i;
+}
+
+static int entry_set_grow(struct entry_set *s)
+{
+	size_t n_slots = s->n_slots ? s->n_slots * 2 : 64, cap = s->cap ? s->cap * 2 : 32;
+	uint32_t *slots;
+	unsigned char *entries;
+	int rc;
+
+	if (s->n + 1 >= UINT32_MAX / 2)
+		return mm_fail(MM_ELIMIT, "query: aggregation of more than %u groups", UINT32_MAX / 2);
+	rc = charge(s, n_slots * sizeof(*slots) + (cap - s->cap) * s->entry_size);
+	if (rc < 0)
+		return rc;
+	slots = calloc(n_slots, sizeof(*slots));
+	entries = realloc(s->entries, cap * s->entry_size);
+	if (entries)
+		s->entries = entries;
+	if (!slots || !entries) {
+		free(slots);
+		return mm_fail(MM_ENOMEM, "query: out of memory for %zu aggregation groups", cap);
+	}
+	for (size_t i = 0; i < s->n; i++) {
+		const unsigned char *e = s->entries + i * s->entry_size;
+		uint64_t h = mm_siphash13(s->hash_key, e, s->key_len);
+		size_t j = h & (n_slots - 1);
+
+		while (slots[j])
+			j = (j + 1) & (n_slots - 1);
+		slots[j] = (uint32_t)i + 1;
+	}
+	/* The old slots go now: only the new array stays charged. */
+	atomic_fetch_sub(s->mem_used, s->n_slots * sizeof(*slots));
+	free(s->slots);
+	s->slots = slots;
+	s->n_slots = n_slots;
+	s->cap = cap;
+	return 0;
+}
+
+/* Finds the entry whose key is key, or adds one (key copied, the rest zero). */
+static int entry_find_or_add(struct entry_set *s, const void *key, size_t *index, bool *added)
+{
+	uint64_t hash = mm_siphash13(s->hash_key, key, s->key_len);
+	size_t slot;
+	unsigned char *e;
+	int rc;
+
+	/* Slots stay over twice the entries and entries never outgrow cap. */
+	if (s->n_slots == 0 || (s->n + 1) * 2 > s->n_slots || s->n == s->cap) {
+		rc = entry_set_grow(s);
+		if (rc < 0)
+			return rc;
+	}
+	slot = entry_probe(s, key, hash);
+	*added = s->slots[slot] == 0;
+	if (!*added) {
+		*index = s->slots[slot] - 1;
+		return 0;
+	}
+	e = s->entries + s->n * s->entry_size;
+	memset(e, 0, s->entry_size);
+	memcpy(e, key, s->key_len);
+	*index = s->n++;
+	s->slots[slot] = (uint32_t)*index + 1;
+	return 0;
+}
+
+/* A row's key is its bucket and key values, laid out as the front of struct mm_qagg_row. */
+_Static_assert(offsetof(struct mm_qagg_row, key) == sizeof(uint64_t), "row key follows bucket_ns");
+
+struct distinct_entry {
+	uint32_t row;
+	uint32_t which;
+	union mm_qkey_value value;
+};
+
+struct agg_table {
+	struct mm_hash_key hash_key;
+	struct entry_set rows;     /* struct mm_qagg_row */
+	struct entry_set distinct; /* struct distinct_entry */
+};
+
+static int agg_table_init(struct agg_table *t, const struct mm_qagg *spec, struct run *r)
+{
+	size_t key_len = sizeof(uint64_t) + spec->n_keys * sizeof(union mm_qkey_value);
+	size_t cap = r->opt->max_memory ? r->opt->max_memory : MM_QUERY_EXEC_DEFAULT_MEMORY;
+
+	t->rows = (struct entry_set){ &t->hash_key, &r->mem_used, cap, sizeof(struct mm_qagg_row), key_len,
+				      NULL, 0, 0, NULL, 0 };
+	t->distinct = (struct entry_set){ &t->hash_key, &r->mem_used, cap,
+					  sizeof(struct distinct_entry), sizeof(struct distinct_entry),
+					  NULL, 0, 0, NULL, 0 };
+	return mm_hash_key_random(&t->hash_key);
+}
+
+static void agg_table_release(struct agg_table *t)
+{
+	entry_set_release(&t->rows);
+	entry_set_release(&t->distinct);
+}
+
+static struct mm_qagg_row *table_row(struct agg_table *t, size_t i)
+{
+	return (struct mm_qagg_row *)(void *)(t->rows.entries + i * sizeof(struct mm_qagg_row));
+}
+
+static int add_distinct(struct agg_table *t, size_t row, uint32_t which, const union mm_qkey_value *v)
+{
+	struct distinct_entry d;
+	size_t index;
+	bool added;
+	int rc;
+
+	memset(&d, 0, sizeof(d));
+	d.row = (uint32_t)row;
+	d.which = which;
+	d.value = *v;
+	rc = entry_find_or_add(&t->distinct, &d, &index, &added);
+	if (rc == 0 && added)
+		table_row(t, row)->distinct[which]++;
+	return rc;
+}
+
+/* --- key values straight from columns -------------------------------------- */
+
+/* Where one aggregation key reads, decoded for the current chunk. */
+struct key_source {
+	const struct mm_qkey *key;
+	const uint64_t *hi, *lo; /* address keys */
+	const void *num;          /* other keys */
+	unsigned width;
+	struct net_mask v4, v6;   /* net keys: the masks for each family */
+};
+
+static void key_columns(const struct mm_qkey *key, unsigned *a, unsigned *b)
+{
+	static const unsigned cols[][2] = {
+		[MM_QK_SRCIP] = { MM_COL_SRC_HI, MM_COL_SRC_LO },
+		[MM_QK_DSTIP] = { MM_COL_DST_HI, MM_COL_DST_LO },
+		[MM_QK_SRCNET] = { MM_COL_SRC_HI, MM_COL_SRC_LO },
+		[MM_QK_DSTNET] = { MM_COL_DST_HI, MM_COL_DST_LO },
+		[MM_QK_SRCPORT] = { MM_COL_SRC_PORT, MM_STORE_N_COLUMNS },
+		[MM_QK_DSTPORT] = { MM_COL_DST_PORT, MM_STORE_N_COLUMNS },
+		[MM_QK_PROTO] = { MM_COL_PROTO, MM_STORE_N_COLUMNS },
+		[MM_QK_SRCAS] = { MM_COL_SRC_AS, MM_STORE_N_COLUMNS },
+		[MM_QK_DSTAS] = { MM_COL_DST_AS, MM_STORE_N_COLUMNS },
+		[MM_QK_SRCCOUNTRY] = { MM_COL_SRC_COUNTRY, MM_STORE_N_COLUMNS },
+		[MM_QK_DSTCOUNTRY] = { MM_COL_DST_COUNTRY, MM_STORE_N_COLUMNS },
+	};
+
+	*a = cols[key->kind][0];
+	*b = cols[key->kind][1];
+}
+
+static void key_source_init(struct key_source *ks, const struct mm_qkey *key)
+{
+	struct mm_prefix p4 = { { { 0 } }, 0 }, p6 = { { { 0 } }, 0 };
+
+	memset(ks, 0, sizeof(*ks));
+	ks->key = key;
+	/* A net key's masks: an IPv4 address keeps 96 + len4 bits of its mapped form. */
+	mm_addr_set_v4_u32(&p4.addr, 0);
+	p4.len = key->prefix_len_v4;
+	p6.len = key->prefix_len_v6;
+	net_mask_of(&p4, &ks->v4);
+	net_mask_of(&p6, &ks->v6);
+}
+
+static int key_source_load(struct key_source *ks, struct chunk_view *v)
+{
+	unsigned a, b;
+	const void *x, *y = NULL;
+	int rc;
+
+	key_columns(ks->key, &a, &b);
+	rc = chunk_column(v, a, &x);
+	if (rc == 0 && b < MM_STORE_N_COLUMNS)
+		rc = chunk_column(v, b, &y);
+	if (rc < 0)
+		return rc;
+	ks->num = x;
+	ks->width = mm_store_column_width(a);
+	ks->hi = x;
+	ks->lo = y;
+	return 0;
+}
+
+static void put_be64(uint8_t *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--, v >>= 8)
+		p[i] = (uint8_t)v;
+}
+
+static void key_value_at(const struct key_source *ks, size_t i, union mm_qkey_value *out)
+{
+	uint64_t v;
+
+	memset(out, 0, sizeof(*out));
+	switch (ks->key->kind) {
+	case MM_QK_SRCNET:
+	case MM_QK_DSTNET: {
+		bool v4 = ks->hi[i] == 0 && ks->lo[i] >> 32 == 0xffff;
+		const struct net_mask *m = v4 ? &ks->v4 : &ks->v6;
+		put_be64(out->addr.b, ks->hi[i] & m->mask_hi);
+		put_be64(out->addr.b + 8, ks->lo[i] & m->mask_lo);
+		break;
+	}
+	case MM_QK_SRCIP:
+	case MM_QK_DSTIP:
+		put_be64(out->addr.b, ks->hi[i]);
+		put_be64(out->addr.b + 8, ks->lo[i]);
+		break;
+	case MM_QK_SRCCOUNTRY:
+	case MM_QK_DSTCOUNTRY:
+		v = value_at(ks->num, ks->width, i);
+		out->country[0] = (char)(v >> 8);
+		out->country[1] = (char)v;
+		break;
+	default: out->u = (uint32_t)value_at(ks->num, ks->width, i); break;
+	}
+}
+
+/* --- aggregation ------------------------------------------------------------ */
+
+struct agg_chunk {
+	struct key_source keys[MM_QAGG_MAX_KEYS];
+	struct key_source distinct[MM_QAGG_MAX_DISTINCT];
+	const uint64_t *first, *fp, *rp, *fb, *rb;
+};
+
+static int agg_chunk_load(struct agg_chunk *c, const struct mm_qagg *spec, struct chunk_view *v)
+{
+	int rc = chunk_columns(v, 1ull << MM_COL_FWD_PACKETS | 1ull << MM_COL_REV_PACKETS |
+					  1ull << MM_COL_FWD_BYTES | 1ull << MM_COL_REV_BYTES |
+					  (spec->every_ns ? 1ull << MM_COL_FIRST_NS : 0));
+
+	for (size_t i = 0; rc == 0 && i < spec->n_keys; i++)
+		rc = key_source_load(&c->keys[i], v);
+	for (size_t i = 0; rc == 0 && i < spec->n_distinct; i++)
+		rc = key_source_load(&c->distinct[i], v);
+	if (rc < 0)
+		return rc;
+	c->first = spec->every_ns ? u64_column(v, MM_COL_FIRST_NS) : NULL;
+	c->fp = u64_column(v, MM_COL_FWD_PACKETS);
+	c->rp = u64_column(v, MM_COL_REV_PACKETS);
+	c->fb = u64_column(v, MM_COL_FWD_BYTES);
+	c->rb = u64_column(v, MM_COL_REV_BYTES);
+	return 0;
+}
+
+/*
+ * Adds the selected rows. Rows are stored by first_ns, so neighbours often
+ * share a group (always, for --stats and --every): the last group's key is
+ * compared before hashing.
+ */
+static int agg_rows(struct agg_table *t, const struct mm_qagg *spec, const struct agg_chunk *c,
+		    const uint32_t *sel, size_t n_sel)
+{
+	struct mm_qagg_row key;
+	size_t key_len = t->rows.key_len, index = 0;
+	bool have_last = false, added;
+	unsigned char last[sizeof(struct mm_qagg_row)];
+	int rc;
+
+	memset(&key, 0, sizeof(key));
+	for (size_t s = 0; s < n_sel; s++) {
+		size_t i = sel[s];
+		struct mm_qagg_row *row;
+
+		if (c->first)
+			key.bucket_ns = c->first[i] - c->first[i] % spec->every_ns;
+		for (size_t j = 0; j < spec->n_keys; j++)
+			key_value_at(&c->keys[j], i, &key.key[j]);
+		if (!have_last || memcmp(last, &key, key_len) != 0) {
+			rc = entry_find_or_add(&t->rows, &key, &index, &added);
+			if (rc < 0)
+				return rc;
+			memcpy(last, &key, key_len);
+			have_last = true;
+		}
+		row = table_row(t, index);
+		row->flows++;
+		row->packets += c->fp[i] + c->rp[i];
+		row->bytes += c->fb[i] + c->rb[i];
+		for (size_t j = 0; j < spec->n_distinct; j++) {
+			union mm_qkey_value v;
+			key_value_at(&c->distinct[j], i, &v);
+			rc = add_distinct(t, index, (uint32_t)j, &v);
+			if (rc < 0)
+				return rc;
+		}
+	}
+	return 0;
+}
+
+static int agg_body(struct worker *w)
+{
+	struct run *r = w->run;
+	struct agg_table *t = &r->tables[w->index];
+	struct agg_chunk c;
+	size_t item, seg = 0, n_sel;
+	uint32_t k;
+	int rc = 0;
+
+	for (size_t i = 0; i < r->spec->n_keys; i++)
+		key_source_init(&c.keys[i], &r->spec->keys[i]);
+	for (size_t i = 0; i < r->spec->n_distinct; i++)
+		key_source_init(&c.distinct[i], &r->spec->distinct[i]);
+	while (rc == 0 && take_item(r, &item)) {
+		item_position(r, item, &seg, &k);
+		rc = evaluator_select(&w->eval, r->segs[seg], k, &n_sel, &w->counts);
+		if (rc == 0 && n_sel > 0)
+			rc = agg_chunk_load(&c, r->spec, &w->eval.view);
+		if (rc == 0 && n_sel > 0)
+			rc = agg_rows(t, r->spec, &c, w->eval.sel, n_sel);
+	}
+	return rc;
+}
+
+/* Folds table from into into: sums add up, distinct values are re-counted as a union. */
+static int agg_merge(struct agg_table *into, struct agg_table *from, size_t n_distinct)
+{
+	size_t *map = malloc((from->rows.n + 1) * sizeof(*map));
+	int rc = 0;
+
+	if (!map)
+		return mm_fail(MM_ENOMEM, "query: merging %zu aggregation groups", from->rows.n);
+	for (size_t i = 0; i < from->rows.n && rc == 0; i++) {
+		const struct mm_qagg_row *src = table_row(from, i);
+		struct mm_qagg_row *dst;
+		bool added;
+
+		rc = entry_find_or_add(&into->rows, src, &map[i], &added);
+		if (rc < 0)
+			break;
+		dst = table_row(into, map[i]);
+		dst->flows += src->flows;
+		dst->packets += src->packets;
+		dst->bytes += src->bytes;
+	}
+	for (size_t i = 0; i < from->distinct.n && rc == 0 && n_distinct; i++) {
+		const struct distinct_entry *d =
+			(const void *)(from->distinct.entries + i * sizeof(struct distinct_entry));
+		rc = add_distinct(into, map[d->row], d->which, &d->value);
+	}
+	free(map);
+	return rc;
+}
+
+/* Sorts, cuts each bucket to top_n and hands the rows array to the caller. */
+static void agg_finish(struct agg_table *t, const struct mm_qagg *spec, struct mm_qagg_row **rows,
+		       size_t *n_rows)
+{
+	struct mm_qagg_row *all = (struct mm_qagg_row *)(void *)t->rows.entries;
+
+	*n_rows = mm_qagg_rows_finish(all, t->rows.n, spec);
+	*rows = all;
+	t->rows.entries = NULL;
+	t->rows.n = 0;
+}
+
+static int check_spec(const struct mm_qagg *spec)
+{
+	if (spec->n_keys > MM_QAGG_MAX_KEYS || spec->n_distinct > MM_QAGG_MAX_DISTINCT)
+		return mm_fail(MM_EINVAL, "query: aggregation with %zu keys and %zu distinct keys", spec->n_keys,
+			       spec->n_distinct);
+	for (size_t i = 0; i < spec->n_keys + spec->n_distinct; i++) {
+		const struct mm_qkey *k = i < spec->n_keys ? &spec->keys[i] : &spec->distinct[i - spec->n_keys];
+		if (k->prefix_len_v4 > 32 || k->prefix_len_v6 > 128)
+			return mm_fail(MM_EINVAL, "query: aggregation key with a net length beyond /32 or /128");
+	}
+	return 0;
+}
+
+int mm_query_aggregate(struct mm_store *st, const struct mm_query *q, const struct mm_qagg *spec,
+		       const struct mm_query_exec_options *opt, struct mm_qagg_row **rows, size_t *n_rows,
+		       struct mm_query_exec_stats *stats_out)
+{
+	struct mm_query_exec_stats stats = { 0 };
+	struct run r = { 0 };
+	unsigned n_tables = 0;
+	int rc;
+
+	*rows = NULL;
+	*n_rows = 0;
+	rc = check_spec(spec);
+	if (rc == 0)
+		rc = run_open(&r, st, q, opt, &stats);
+	if (rc < 0)
+		goto out;
+	r.spec = spec;
+	r.tables = calloc(r.n_threads, sizeof(*r.tables));
+	if (!r.tables) {
+		rc = mm_fail(MM_ENOMEM, "query: %u aggregation tables", r.n_threads);
+		goto out;
+	}
+	for (n_tables = 0; n_tables < r.n_threads && rc == 0; n_tables++)
+		rc = agg_table_init(&r.tables[n_tables], spec, &r);
+	if (rc == 0)
+		rc = run_workers(&r, agg_body);
+	for (unsigned i = 1; i < n_tables && rc == 0; i++)
+		rc = agg_merge(&r.tables[0], &r.tables[i], spec->n_distinct);
+	if (rc == 0)
+		agg_finish(&r.tables[0], spec, rows, n_rows);
+out:
+	for (unsigned i = 0; i < n_tables; i++)
+		agg_table_release(&r.tables[i]);
+	free(r.tables);
+	run_close(&r, &stats);
+	if (stats_out)
+		*stats_out = stats;
+	return rc;
+}
+
+/* --- writing aggregation rows ---------------------------------------------- */
+
+struct row_writer {
+	FILE *fp;
+	enum mm_output_format fmt;
+	const struct mm_qagg *spec;
+};
+
+/* One key value as text: addresses, nets as prefixes, countries ("" unknown), numbers. */
+static const char *key_text(const struct mm_qkey *key, const union mm_qkey_value *v, bool people, char *buf,
+			    size_t len)
+{
+	char a[MM_ADDR_STRLEN], proto[8];
+
+	switch (key->kind) {
+	case MM_QK_SRCIP:
+	case MM_QK_DSTIP: return mm_addr_format(&v->addr, buf);
+	case MM_QK_SRCNET:
+	case MM_QK_DSTNET:
+		snprintf(buf, len, "%s/%u", mm_addr_format(&v->addr, a),
+			 mm_addr_is_v4(&v->addr) ? key->prefix_len_v4 : key->prefix_len_v6);
+		return buf;
+	case MM_QK_SRCCOUNTRY:
+	case MM_QK_DSTCOUNTRY:
+		if (v->country[0] == 0 && v->country[1] == 0)
+			snprintf(buf, len, "%s", people ? "-" : "");
+		else
+			snprintf(buf, len, "%c%c", v->country[0], v->country[1]);
+		return buf;
+	case MM_QK_PROTO:
+		if (!people)
+			break;
+		snprintf(buf, len, "%s", mm_proto_name((uint8_t)v->u, proto));
+		return buf;
+	default: break;
+	}
+	snprintf(buf, len, "%" PRIu32, v->u);
+	return buf;
+}
+
+#define ROW_MAX_CELLS (1 + MM_QAGG_MAX_KEYS + 3 + MM_QAGG_MAX_DISTINCT)
+#define CELL_MAX 64
+
+/* Titles of the columns: bucket, keys, sums, distinct counts. */
+static size_t row_titles(const struct mm_qagg *spec, char titles[][CELL_MAX])
+{
+	char name[24];
+	size_t n = 0;
+
+	if (spec->every_ns)
+		snprintf(titles[n++], CELL_MAX, "bucket");
+	for (size_t i = 0; i < spec->n_keys; i++)
+		snprintf(titles[n++], CELL_MAX, "%s", mm_qkey_format(&spec->keys[i], name));
+	snprintf(titles[n++], CELL_MAX, "flows");
+	snprintf(titles[n++], CELL_MAX, "packets");
+	snprintf(titles[n++], CELL_MAX, "bytes");
+	for (size_t i = 0; i < spec->n_distinct; i++)
+		snprintf(titles[n++], CELL_MAX, "distinct_%s", mm_qkey_format(&spec->distinct[i], name));
+	return n;
+}
+
+static size_t row_cells(const struct mm_qagg *spec, const struct mm_qagg_row *row, bool people,
+			char cells[][CELL_MAX], bool numeric[])
+{
+	size_t n = 0;
+
+	if (spec->every_ns) {
+		char t[MM_TIME_STRLEN];
+		numeric[n] = false;
+		snprintf(cells[n++], CELL_MAX, "%s", mm_time_format_iso(row->bucket_ns, t));
+	}
+	for (size_t i = 0; i < spec->n_keys; i++) {
+		numeric[n] = false;
+		key_text(&spec->keys[i], &row->key[i], people, cells[n++], CELL_MAX);
+	}
+	for (size_t i = 0; i < 3 + spec->n_distinct; i++) {
+		uint64_t v = i == 0 ? row->flows : i == 1 ? row->packets : i == 2 ? row->bytes : row->distinct[i - 3];
+		numeric[n] = true;
+		snprintf(cells[n++], CELL_MAX, "%" PRIu64, v);
+	}
+	return n;
+}
+
+/* Countries and keys are letters, digits, ':', '.', '/' and '-': nothing CSV or JSON must escape. */
+static int write_row(FILE *fp, enum mm_output_format fmt, char titles[][CELL_MAX], char cells[][CELL_MAX],
+		     const bool numeric[], size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (fmt == MM_OUTPUT_TABLE)
+			fprintf(fp, numeric[i] ? "%s%14s" : "%s%-20s", i ? " " : "", cells[i]);
+		else if (fmt == MM_OUTPUT_CSV)
+			fprintf(fp, "%s%s", i ? "," : "", cells[i]);
+		else
+			fprintf(fp, numeric[i] ? "%s\"%s\":%s" : "%s\"%s\":\"%s\"", i ? "," : "{", titles[i],
+				cells[i]);
+	}
+	fputs(fmt == MM_OUTPUT_NDJSON ? "}\n" : "\n", fp);
+	return ferror(fp) ? mm_fail(MM_EIO, "query: writing results failed") : 0;
+}
+
+int mm_query_rows_write(FILE *fp, enum mm_output_format fmt, const struct mm_qagg *spec,
+			const struct mm_qagg_row *rows, size_t n_rows)
+{
+	char titles[ROW_MAX_CELLS][CELL_MAX], cells[ROW_MAX_CELLS][CELL_MAX];
+	bool numeric[ROW_MAX_CELLS];
+	size_t n = row_titles(spec, titles);
+	int rc = 0;
+
+	if (fmt == MM_OUTPUT_ZEEK)
+		return mm_fail(MM_EINVAL, "query: aggregates have no zeek form; use table, csv or ndjson");
+	if (fmt != MM_OUTPUT_NDJSON) {
+		for (size_t i = 0; i < n; i++)
+			numeric[i] = i >= n - 3 - spec->n_distinct;
+		rc = write_row(fp, fmt, titles, titles, numeric, n);
+	}
+	for (size_t r = 0; r < n_rows && rc == 0; r++) {
+		row_cells(spec, &rows[r], fmt == MM_OUTPUT_TABLE, cells, numeric);
+		rc = write_row(fp, fmt, titles, cells, numeric, n);
+	}
+	if (rc == 0 && fflush(fp) != 0)
+		rc = mm_fail(MM_EIO, "query: writing results failed");
+	return rc;
+}
