@@ -545,6 +545,9 @@ static void crash_child(const char *dir, uint64_t round, int report_fd)
 	o.fsync = true;
 	if (mm_store_writer_open(&w, dir, &o) < 0)
 		_exit(2);
+	/* Opened: the parent's kill clock starts now, so a kill never finds no store at all. */
+	if (write(report_fd, &seq, 8) != 8)
+		_exit(4);
 	for (;;) {
 		struct mm_store_writer_stats ws;
 
@@ -578,6 +581,8 @@ Test(store, survives_sigkill_at_random_points, .timeout = 120)
 			crash_child(dir, round, fds[1]);
 		}
 		close(fds[1]);
+		cr_assert_eq(read(fds[0], &v, 8), 8, "round %" PRIu64 ": the writer did not open the store",
+			     round);
 		usleep((useconds_t)(rng_next(&s) % 40000));
 		kill(pid, SIGKILL);
 		waitpid(pid, NULL, 0);
