@@ -499,9 +499,11 @@ static void nfcapd_start(struct nfcapd *n, const char *scratch)
 			       /* a receive buffer for a whole replay, so the kernel drops nothing */
 			       "-B", "8000000", NULL };
 
+	static unsigned started; /* free ports repeat across runs: name dirs by run, not port */
+
 	n->port = free_port(SOCK_DGRAM);
 	snprintf(port, sizeof(port), "%u", n->port);
-	snprintf(n->dir, sizeof(n->dir), "%s/nfcapd-%u", scratch, n->port);
+	snprintf(n->dir, sizeof(n->dir), "%s/nfcapd-%u", scratch, ++started);
 	cr_assert_eq(mkdir(n->dir, 0700), 0);
 	snprintf(out, sizeof(out), "%s.out", n->dir);
 	snprintf(err, sizeof(err), "%s.err", n->dir);
