@@ -145,5 +145,6 @@ int cmd_synth(int argc, char **argv);
 int cmd_collect(int argc, char **argv);
 int cmd_query(int argc, char **argv);
 int cmd_store(int argc, char **argv);
+int cmd_cryptopan(int argc, char **argv);
 
 #endif

@@ -11,6 +11,7 @@ static const struct cli_command commands[] = {
 	{ "collect", "collect NetFlow v5/v9 and IPFIX from exporters, files or captures", cmd_collect },
 	{ "query", "filter and aggregate stored flows", cmd_query },
 	{ "store", "stats, verify and expire the flow store", cmd_store },
+	{ "cryptopan", "map addresses to prefix-preserving pseudonyms and back", cmd_cryptopan },
 	{ "synth", "generate a deterministic synthetic capture", cmd_synth },
 };
 
