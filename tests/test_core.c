@@ -191,7 +191,9 @@ Test(timefmt, durations)
 	cr_assert_eq(mm_duration_parse("60", &d), 0);
 	cr_assert_eq(d, 60 * MM_NS_PER_SEC);
 	cr_assert_eq(mm_duration_parse("5 m", &d), MM_EINVAL);
-	cr_assert_eq(mm_duration_parse("5y", &d), MM_EINVAL);
+	cr_assert_eq(mm_duration_parse("2y", &d), 0);
+	cr_assert_eq(d, 2 * 365 * 86400 * MM_NS_PER_SEC);
+	cr_assert_eq(mm_duration_parse("5x", &d), MM_EINVAL);
 	cr_assert_eq(mm_duration_parse("", &d), MM_EINVAL);
 }
 

@@ -99,6 +99,7 @@ static void random_flow(struct mm_flow *f)
 		memcpy(f->src_country, countries[below(5)], 2);
 	if (below(4))
 		memcpy(f->dst_country, countries[below(5)], 2);
+	f->sampling_rate = below(4) ? 0 : below(2) ? 1 : 2 + (uint32_t)below(1000);
 }
 
 static void write_store(const char *dir, const struct mm_flow *flows, size_t n, uint32_t rows_per_chunk)
@@ -338,6 +339,7 @@ static void random_spec(struct mm_qagg *spec)
 	spec->top_n = below(2) ? 0 : 1 + below(10);
 	spec->order_by = (enum mm_qmetric)below(3);
 	spec->every_ns = below(3) ? 0 : buckets[below(4)];
+	spec->scale_sampled = below(2);
 }
 
 /* --- the executor against the reference ------------------------------------ */

@@ -181,7 +181,7 @@ Test(store_cli, usage_errors_exit_1_and_name_the_problem)
 	} cases[] = {
 		{ { "store", NULL }, "subcommand" },
 		{ { "store", "defrag", NULL }, "defrag" },
-		{ { "store", "expire", NULL }, "--older-than" },
+		{ { "store", "expire", "--older-than", NULL }, "needs a value" },
 		{ { "store", "expire", "--older-than", "soon", NULL }, "soon" },
 		{ { "store", "stats", "--older-than", "1d", NULL }, "expire only" },
 		{ { "store", "stats", "--format", "xml", NULL }, "xml" },

@@ -22,7 +22,7 @@
 #include <unistd.h>
 
 #define BATCH 32               /* messages per sendmmsg */
-#define RING_MSGS 1024         /* distinct data messages per stream */
+#define RING_MSGS 1024         /* distinct data messages per stream, unless --ring */
 #define MAX_STREAMS 2
 #define SNDBUF_BYTES (4 << 20)
 
@@ -41,13 +41,17 @@ struct options {
 	double rate;               /* records/s; 0 = as fast as possible */
 	double duration;           /* seconds */
 	uint64_t seed;
+	uint64_t records;          /* stop after this many records instead; 0 = by duration */
+	uint32_t ring;             /* distinct data messages per stream */
 };
 
 static const char usage[] =
 	"usage: collect_sender --to HOST:PORT [--version 9|10|both] [--rate RECORDS_PER_S]\n"
-	"                      [--duration SECONDS] [--seed N]\n"
+	"                      [--duration SECONDS | --records N] [--ring MESSAGES] [--seed N]\n"
 	"  Sends NetFlow v9 and/or IPFIX (~30 flows per 1400-byte message) over UDP;\n"
-	"  --rate 0 (default) sends as fast as possible. Prints key=value totals.\n";
+	"  --rate 0 (default) sends as fast as possible. --records N stops at the first\n"
+	"  whole message that reaches N records. --ring: distinct data messages per\n"
+	"  stream (default 1024; more repeat no record). Prints key=value totals.\n";
 
 static uint64_t mono_ns(void)
 {
@@ -125,25 +129,32 @@ static int parse_options(int argc, char **argv, struct options *o)
 	static const struct option longopts[] = {
 		{ "to", required_argument, NULL, 't' },   { "version", required_argument, NULL, 'v' },
 		{ "rate", required_argument, NULL, 'r' }, { "duration", required_argument, NULL, 'd' },
-		{ "seed", required_argument, NULL, 's' }, { "help", no_argument, NULL, 'h' },
+		{ "seed", required_argument, NULL, 's' }, { "records", required_argument, NULL, 'n' },
+		{ "ring", required_argument, NULL, 'g' }, { "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	double seed = 1;
+	double seed = 1, records = 0, ring = RING_MSGS;
 	int c, rc = 0;
 
 	*o = (struct options){ .versions = { 9, 10 }, .n_streams = 2, .duration = 5 };
-	while (!rc && (c = getopt_long(argc, argv, "t:v:r:d:s:h", longopts, NULL)) != -1) {
+	while (!rc && (c = getopt_long(argc, argv, "t:v:r:d:s:n:g:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 't': rc = parse_to(o, optarg); break;
 		case 'r': rc = parse_number("--rate", optarg, &o->rate); break;
 		case 'd': rc = parse_number("--duration", optarg, &o->duration); break;
 		case 's': rc = parse_number("--seed", optarg, &seed); break;
+		case 'n': rc = parse_number("--records", optarg, &records); break;
+		case 'g': rc = parse_number("--ring", optarg, &ring); break;
 		case 'v': rc = parse_versions(o, optarg); break;
 		case 'h': fputs(usage, stdout); exit(0);
 		default: fputs(usage, stderr); exit(1);
 		}
 	}
 	o->seed = (uint64_t)seed;
+	o->records = (uint64_t)records;
+	o->ring = (uint32_t)ring;
+	if (!rc && (ring < 1 || ring > 1 << 24))
+		rc = mm_fail(MM_EINVAL, "--ring: %.0f is not 1..16777216", ring);
 	if (!rc && !o->to_len)
 		rc = mm_fail(MM_EINVAL, "--to is required");
 	return rc;
@@ -160,27 +171,32 @@ static int open_stream(struct stream *s, const struct options *o, uint16_t versi
 	setsockopt(s->fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
 	if (connect(s->fd, (const struct sockaddr *)&o->to, o->to_len) < 0)
 		return mm_fail(MM_EIO, "connect: %s", strerror(errno));
-	return gen_stream_init(&s->gen, version, domain, RING_MSGS, o->seed * 1000 + version, (uint32_t)time(NULL));
+	return gen_stream_init(&s->gen, version, domain, o->ring, o->seed * 1000 + version, (uint32_t)time(NULL));
 }
 
-/* Sends one batch of the stream's next messages; a failed message is counted and skipped. */
-static void send_batch(struct stream *s, uint64_t start_ns)
+/*
+ * Sends one batch of the stream's next messages, fewer once they hold the
+ * records still wanted; a failed message is counted and skipped.
+ */
+static void send_batch(struct stream *s, uint64_t start_ns, uint64_t wanted)
 {
 	struct mmsghdr msgs[BATCH];
 	struct iovec iov[BATCH];
 	const struct gen_msg *gm[BATCH];
 	uint32_t now_secs = (uint32_t)time(NULL), elapsed_ms = (uint32_t)((mono_ns() - start_ns) / 1000000);
-	int done = 0;
+	uint64_t taken = 0;
+	int done = 0, n_msgs = 0;
 
 	memset(msgs, 0, sizeof(msgs));
-	for (int i = 0; i < BATCH; i++) {
+	for (int i = 0; i < BATCH && taken < wanted; i++, n_msgs++) {
 		gm[i] = gen_stream_next(&s->gen, now_secs, elapsed_ms);
+		taken += gm[i]->n_records;
 		iov[i] = (struct iovec){ .iov_base = (void *)gm[i]->data, .iov_len = gm[i]->len };
 		msgs[i].msg_hdr.msg_iov = &iov[i];
 		msgs[i].msg_hdr.msg_iovlen = 1;
 	}
-	while (done < BATCH) {
-		int n = sendmmsg(s->fd, msgs + done, (unsigned)(BATCH - done), 0);
+	while (done < n_msgs) {
+		int n = sendmmsg(s->fd, msgs + done, (unsigned)(n_msgs - done), 0);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
@@ -263,11 +279,11 @@ int main(int argc, char **argv)
 		goto out;
 	start_ns = mono_ns();
 	end_ns = start_ns + (uint64_t)(o.duration * 1e9);
-	while (mono_ns() < end_ns) {
+	while (o.records ? sent < o.records : mono_ns() < end_ns) {
 		struct stream *s = least_sent(streams, o.n_streams);
 		uint64_t before = s->records;
 
-		send_batch(s, start_ns);
+		send_batch(s, start_ns, o.records ? o.records - sent : UINT64_MAX);
 		sent += s->records - before;
 		pace(&o, sent, start_ns);
 	}

@@ -30,6 +30,11 @@ enum mm_flow_flag {
 	MM_FLOW_TUNNEL = 1u << 0,    /* carries encapsulated traffic */
 	MM_FLOW_FRAGMENTS = 1u << 1, /* some packets arrived as IP fragments */
 	MM_FLOW_SAMPLED = 1u << 2,   /* counts are of sampled packets */
+	/* Set by the jurisdiction policy: that end is domestic, so its address
+	 * is a Crypto-PAn pseudonym. Detectors read these instead of matching
+	 * pseudonyms against domestic prefixes. */
+	MM_FLOW_SRC_DOMESTIC = 1u << 3,
+	MM_FLOW_DST_DOMESTIC = 1u << 4,
 };
 
 #define MM_TUNNEL_PARENTS 2

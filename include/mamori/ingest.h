@@ -111,6 +111,7 @@ struct mm_ingest_stats {
 	uint64_t sequence_gaps;     /* times the sequence jumped ahead */
 	uint64_t sequence_lost;     /* v5/IPFIX: records; v9: packets the jumps skipped */
 	uint64_t sequence_reorders; /* times it went backwards */
+	uint64_t content_fields_discarded; /* field values that carry content, never passed on */
 	uint64_t drops[MM_IDROP__COUNT];
 };
 
@@ -181,6 +182,18 @@ struct mm_ie_info {
  * the reverse element shares. NULL when the element is not known.
  */
 const struct mm_ie_info *mm_ie_lookup(uint32_t enterprise, uint16_t id);
+
+/*
+ * Whether a field may carry communication content or identify a person
+ * rather than describe a flow: packet sections, HTTP request and response
+ * values, user names, subscriber identities (IANA elements listed in
+ * ie_registry.c), and every enterprise-specific element that is variable
+ * length or longer than 16 bytes, since its meaning is unknown and vendors
+ * put URLs, DNS names and payload excerpts there. Such values are
+ * discarded at decode and counted (content_fields_discarded); flows never
+ * had a place for them.
+ */
+bool mm_ie_carries_content(uint32_t enterprise, uint16_t id, uint16_t len);
 
 /* Writes the reverse name of a forward IANA element ("reverseOctetDeltaCount") into buf. */
 int mm_ie_reverse_name(uint16_t id, char *buf, size_t size);

@@ -8,6 +8,7 @@
 #include "mamori/flow_output.h"
 #include "mamori/ingest.h"
 #include "mamori/meter.h"
+#include "mamori/policy.h"
 #include "mamori/store.h"
 
 #include <stdbool.h>
@@ -24,6 +25,29 @@ struct mm_store_target {
 	const struct mm_store_writer_options *options; /* borrowed; NULL: the defaults */
 };
 
+/*
+ * The jurisdiction policy every flow of a job passes before any sink
+ * (store, text, export) sees it. policy NULL: flows pass as they are (tests
+ * of the meter alone); a command always sets one, even without a
+ * jurisdiction, so its output says what was (not) applied. Counters are
+ * added to <counters_dir>/policy/counters when counters_dir is set.
+ */
+struct mm_policy_target {
+	const struct mm_policy *policy;      /* borrowed */
+	const struct mm_policy_config *config; /* borrowed: sensor names for counters */
+	const char *counters_dir;
+};
+
+/*
+ * A consumer that sees every flow after the policy and the sinks, one
+ * batch at a time (never two at once): inline detection. A nonzero return
+ * ends the job with that status, like a failed output. fn NULL: none.
+ */
+struct mm_flow_tap {
+	int (*fn)(void *ctx, const struct mm_flow *flows, size_t n);
+	void *ctx;
+};
+
 struct mm_meter_job {
 	const char *const *files;   /* capture files, metered in order as one stream */
 	size_t n_files;
@@ -37,6 +61,8 @@ struct mm_meter_job {
 	FILE *stats_out;            /* counters at exit (stderr); NULL: none */
 	bool progress;              /* records/s and ETA on a terminal */
 	struct mm_store_target store;
+	struct mm_policy_target policy;
+	struct mm_flow_tap tap;
 };
 
 /*
@@ -98,6 +124,8 @@ struct mm_collect_job {
 	uint64_t duration_ns;           /* stop listening after this long; 0: never */
 	uint64_t max_messages;          /* stop after this many messages; 0: never */
 	struct mm_store_target store;
+	struct mm_policy_target policy;
+	struct mm_flow_tap tap;
 };
 
 /*

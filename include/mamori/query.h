@@ -211,10 +211,20 @@ struct mm_qagg {
 	uint64_t top_n;
 	enum mm_qmetric order_by;
 	uint64_t every_ns; /* 0: no time series; else buckets of first_ns */
+	/* Packets and bytes of a sampled flow times its sampling_rate (0 and 1
+	 * count as unsampled): estimates of the traffic, not of the samples.
+	 * Flow counts are never scaled (docs/query.md, "Sampled flows"). */
+	bool scale_sampled;
 };
 
 /* Zeroes agg: one totals row, ordered by flows. */
 void mm_qagg_init(struct mm_qagg *agg);
+
+/* The factor a flow's packets and bytes count with under agg. */
+static inline uint64_t mm_qagg_scale(const struct mm_qagg *agg, uint32_t sampling_rate)
+{
+	return agg->scale_sampled && sampling_rate > 1 ? sampling_rate : 1;
+}
 
 /*
  * "srcip,dstport,srcnet/24" into keys (or distinct). A net key takes

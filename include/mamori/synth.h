@@ -34,7 +34,8 @@ struct mm_packet_spec {
 	uint32_t tcp_seq, tcp_ack;    /* sequence and acknowledgment numbers */
 	uint8_t icmp_type, icmp_code;
 	uint16_t vlan;                /* 0: untagged */
-	uint16_t payload_len;         /* bytes of zero payload after the L4 header */
+	uint16_t payload_len;         /* bytes of payload after the L4 header */
+	const uint8_t *payload;       /* payload_len bytes to put there; NULL: zeros */
 	uint8_t ttl;                  /* 0 means 64 */
 };
 

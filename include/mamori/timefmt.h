@@ -21,7 +21,8 @@ uint64_t mm_time_now_ns(void);
 
 /*
  * Parses a duration: a decimal number with unit ns, us, ms, s, m, h, d, w
- * ("300s", "1.5h", "5m"); a bare number is seconds. 0 or MM_EINVAL.
+ * or y (365 days) ("300s", "1.5h", "5m", "2y"); a bare number is seconds.
+ * 0 or MM_EINVAL.
  */
 int mm_duration_parse(const char *text, uint64_t *out_ns);
 

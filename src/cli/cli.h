@@ -140,11 +140,95 @@ int cli_store_option(const char *command, struct cli_store_options *o, int opt, 
  */
 struct mm_store_target cli_store_target(const struct cli_store_options *o, bool use_default);
 
+/*
+ * The jurisdiction options of every command that takes flows in (meter,
+ * collect): --config FILE, --jurisdiction CC[,CC...], --sensor NAME|ID.
+ * Codes from 544, above the store's.
+ */
+enum cli_policy_option {
+	CLI_OPT_CONFIG = 544,
+	CLI_OPT_JURISDICTION,
+	CLI_OPT_SENSOR,
+};
+
+#define CLI_POLICY_LONG_OPTIONS                                                 \
+	{ "config", required_argument, NULL, CLI_OPT_CONFIG },                  \
+	{ "jurisdiction", required_argument, NULL, CLI_OPT_JURISDICTION },      \
+	{ "sensor", required_argument, NULL, CLI_OPT_SENSOR }
+
+#define CLI_POLICY_OPTIONS_HELP                                                                  \
+	"    --config FILE\n"                                                                        \
+	"        Read mamori.conf from FILE. Default: $MAMORI_CONF, else mamori.conf\n"               \
+	"        in the data directory when present, else none (docs/policy.md).\n"                  \
+	"    --jurisdiction CC[,CC...]\n"                                                            \
+	"        The countries (ISO 3166 alpha-2) whose addresses are domestic; replaces\n"          \
+	"        the configured list. Flows are then classed DD, FD, DF or FF: DD flows\n"           \
+	"        are dropped and counted, others kept only where a collection rule\n"               \
+	"        covers the sensor and time, and domestic addresses are replaced by\n"              \
+	"        their Crypto-PAn pseudonyms. Without a jurisdiction nothing is classed\n"          \
+	"        or dropped, and the counters say so.\n"                                             \
+	"    --sensor NAME|ID\n"                                                                     \
+	"        The sensor these flows are observed at: a [sensor NAME] of the\n"                  \
+	"        configuration, or a number (0..4294967294) stored in every record.\n"              \
+	"        Default: 0.\n"
+
+struct cli_policy_options {
+	const char *config;       /* --config */
+	const char *jurisdiction; /* --jurisdiction */
+	const char *sensor;       /* --sensor, resolved once the configuration is read */
+};
+
+/* Takes opt if it is a policy option: 0, or -1 when it is not one. */
+int cli_policy_option(struct cli_policy_options *o, int opt, const char *arg);
+
+/* The policy a command runs its flows through, and what it was built from. */
+struct cli_policy {
+	struct mm_config *conf;
+	struct mm_policy_config cfg;
+	struct mm_policy *policy;
+	uint32_t sensor_id;
+	struct mm_oversight *oversight; /* under a panel: the collect authorizations the rules borrow */
+};
+
+/*
+ * Reads the configuration, applies --jurisdiction, resolves --sensor and
+ * builds the stage, with data_dir for the geo table and the key. Under an
+ * oversight panel the collection rules are the collect-* authorizations in
+ * force (collect-transit: FF; collect-agreement and collect-specified: FD
+ * and DF), each limited to its sensors, data time range and targets, in
+ * place of the configuration's. Prints
+ * "mamori COMMAND: <reason>" and returns an exit code on failure.
+ */
+int cli_policy_open(struct cli_policy *p, const char *command, const struct cli_policy_options *o,
+		    const char *data_dir);
+
+/* The target for a job; counters go to counters_dir (the store written), may be NULL. */
+struct mm_policy_target cli_policy_target(const struct cli_policy *p, const char *counters_dir);
+
+void cli_policy_close(struct cli_policy *p);
+
+/*
+ * The deletion receipt of a retention expiry in the audit log (the removed
+ * segments when known, the time range, the flows), with the lab-mode notice
+ * when the directory has no panel; 0 or a status (cli_guard.c).
+ */
+int cli_expire_receipt(const char *data_dir, uint64_t cutoff_ns, const struct mm_store_segment_info *seg,
+		       size_t n_seg, const struct mm_store_expired *x);
+
 int cmd_meter(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
 int cmd_collect(int argc, char **argv);
 int cmd_query(int argc, char **argv);
 int cmd_store(int argc, char **argv);
+int cmd_intel(int argc, char **argv);
+int cmd_detect(int argc, char **argv);
+int cmd_alerts(int argc, char **argv);
+int cmd_key(int argc, char **argv);
+int cmd_panel(int argc, char **argv);
+int cmd_authz(int argc, char **argv);
+int cmd_audit(int argc, char **argv);
+int cmd_geo(int argc, char **argv);
 int cmd_cryptopan(int argc, char **argv);
+int cmd_reidentify(int argc, char **argv);
 
 #endif

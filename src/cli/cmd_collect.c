@@ -5,6 +5,8 @@
  * signal handling, and the choice of exit code.
  */
 #include "cli/cli.h"
+#include "cli/cli_detect.h"
+#include "cli/cli_guard.h"
 
 #include "mamori/ipfix_export.h"
 #include "mamori/pipeline.h"
@@ -99,13 +101,18 @@ static const char usage_text[] =
 	"        Append stats lines to FILE instead of standard error.\n"
 	"    --template-lifetime DURATION\n"
 	"        Forget a template not refreshed for this long. Default: 30m.\n"
-	"    --sensor ID\n"
-	"        Sensor id (0..4294967295) stored in every flow. Default: 0.\n"
+	CLI_POLICY_OPTIONS_HELP
 	"    --duration DURATION\n"
 	"        Stop listening after DURATION. Default: run until SIGINT/SIGTERM.\n"
 	"    --count N\n"
 	"        Stop after N messages. Later messages that were already received\n"
 	"        are counted as refused.after-count.\n"
+	"    --authz ID\n"
+	"        Collect under this collect-* authorization (docs/oversight.md).\n"
+	"        Under a panel, collection is refused (exit status 4) unless one in\n"
+	"        force covers the sensor; without a panel (lab mode) it runs and\n"
+	"        says so (unless -q). Either way the run is audited.\n"
+	CLI_DETECT_OPTIONS_HELP
 	"    -q, --quiet\n"
 	"        No stats on standard error (a --stats-file is still written).\n"
 	"    -h, --help\n"
@@ -166,9 +173,11 @@ enum long_only_option {
 	OPT_STATS_INTERVAL,
 	OPT_STATS_FILE,
 	OPT_TEMPLATE_LIFETIME,
-	OPT_SENSOR,
 	OPT_DURATION,
 	OPT_COUNT,
+	OPT_AUTHZ,
+	OPT_DETECT,
+	OPT_DETECT_AUTHZ,
 };
 
 static const struct option long_options[] = {
@@ -184,10 +193,13 @@ static const struct option long_options[] = {
 	{ "stats-interval", required_argument, NULL, OPT_STATS_INTERVAL },
 	{ "stats-file", required_argument, NULL, OPT_STATS_FILE },
 	{ "template-lifetime", required_argument, NULL, OPT_TEMPLATE_LIFETIME },
-	{ "sensor", required_argument, NULL, OPT_SENSOR },
 	{ "duration", required_argument, NULL, OPT_DURATION },
 	{ "count", required_argument, NULL, OPT_COUNT },
+	{ "authz", required_argument, NULL, OPT_AUTHZ },
+	{ "detect", no_argument, NULL, OPT_DETECT },
+	{ "detect-authz", required_argument, NULL, OPT_DETECT_AUTHZ },
 	CLI_STORE_LONG_OPTIONS,
+	CLI_POLICY_LONG_OPTIONS,
 	{ "quiet", no_argument, NULL, 'q' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
@@ -198,6 +210,9 @@ enum file_mode { FILES_NONE, FILES_READ, FILES_PCAP };
 
 /* What the command line said, before defaults are laid under it. */
 struct collect_options {
+	const char *authz;
+	bool detect;
+	const char *detect_authz;
 	struct mm_collect_listener listeners[MM_COLLECT_LISTENERS_MAX];
 	size_t n_listeners;
 	const char **read_files, **pcap_files;
@@ -210,12 +225,13 @@ struct collect_options {
 	bool format_set, ipfix_json;
 	enum mm_output_format format;
 	const char *output_path, *stats_path, *forward;
-	uint64_t workers, sensor, count;
+	uint64_t workers, count;
 	uint64_t stats_interval_ns, duration_ns;
 	bool lifetime_set;
 	uint64_t lifetime_ns;
 	bool quiet;
 	struct cli_store_options store;
+	struct cli_policy_options policy;
 };
 
 static int add_listener(struct collect_options *o, const char *text)
@@ -303,10 +319,14 @@ static int parse_option(struct collect_options *o, int opt, const char *arg)
 	case OPT_TEMPLATE_LIFETIME:
 		o->lifetime_set = true;
 		return cli_parse_duration("collect", "--template-lifetime", arg, &o->lifetime_ns);
-	case OPT_SENSOR: return cli_parse_count("collect", "--sensor", arg, 0, UINT32_MAX, &o->sensor);
 	case OPT_DURATION: return cli_parse_duration("collect", "--duration", arg, &o->duration_ns);
 	case OPT_COUNT: return cli_parse_count("collect", "--count", arg, 1, UINT64_MAX, &o->count);
+	case OPT_AUTHZ: o->authz = arg; return 0;
+	case OPT_DETECT: o->detect = true; return 0;
+	case OPT_DETECT_AUTHZ: o->detect = true; o->detect_authz = arg; return 0;
 	}
+	if (cli_policy_option(&o->policy, opt, arg) == 0)
+		return 0;
 	rc = cli_store_option("collect", &o->store, opt, arg);
 	return rc < 0 ? cli_usage_error("collect", "unknown option") : rc;
 }
@@ -385,7 +405,8 @@ static unsigned default_workers(void)
  * output gets text only where something takes it, and a terminal only when
  * there is no store to hold the flows.
  */
-static void build_job(const struct collect_options *o, struct mm_collect_job *job, FILE *out, FILE *stats)
+static void build_job(const struct collect_options *o, const struct cli_policy *policy, struct mm_collect_job *job,
+		      FILE *out, FILE *stats)
 {
 	bool text_asked = o->format_set || o->output_path;
 	struct mm_store_target store = cli_store_target(&o->store, !text_asked && !o->forward);
@@ -417,25 +438,46 @@ static void build_job(const struct collect_options *o, struct mm_collect_job *jo
 	mm_ingest_config_default(&job->ingest);
 	if (o->lifetime_set)
 		job->ingest.template_lifetime_ns = o->lifetime_ns;
-	job->ingest.sensor_id = (uint32_t)o->sensor;
+	job->ingest.sensor_id = policy->sensor_id;
+	job->policy = cli_policy_target(policy, store.dir);
 }
 
 static int run_job(struct collect_options *o)
 {
 	struct mm_collect_job job;
+	struct cli_policy policy;
+	struct cli_guarded guard;
+	struct cli_detect detect = { 0 };
 	struct cli_output out;
 	FILE *stats = o->quiet ? NULL : stderr;
+	const char *data_dir = o->store.dir ? o->store.dir : mm_store_default_dir();
 	int rc, exit_code = CLI_EXIT_OK;
 
-	rc = cli_output_open(&out, o->output_path);
+	rc = cli_policy_open(&policy, "collect", &o->policy, data_dir);
 	if (rc)
-		return cli_fail("collect", rc);
+		return rc;
+	rc = cli_guard_collect(&guard, "collect", o->authz, data_dir, policy.sensor_id, o->quiet);
+	if (rc) {
+		cli_policy_close(&policy);
+		return rc;
+	}
+	if (o->detect && (exit_code = cli_detect_open(&detect, "collect", data_dir, policy.conf, o->detect_authz,
+						      o->quiet)) != 0)
+		goto done;
+	rc = cli_output_open(&out, o->output_path);
+	if (rc) {
+		exit_code = cli_fail("collect", rc);
+		goto done;
+	}
 	if (o->stats_path && !(stats = fopen(o->stats_path, "a"))) {
 		fprintf(stderr, "mamori collect: %s: %s\n", o->stats_path, strerror(errno));
 		cli_output_close(&out, false);
-		return CLI_EXIT_INTERNAL;
+		exit_code = CLI_EXIT_INTERNAL;
+		goto done;
 	}
-	build_job(o, &job, out.fp, stats);
+	build_job(o, &policy, &job, out.fp, stats);
+	if (o->detect)
+		job.tap = cli_detect_tap(&detect);
 	cli_install_stop_signals(mm_pipeline_collect_stop);
 	rc = mm_pipeline_collect(&job);
 	if (rc == MM_EIO && !out.name && cli_stdout_reader_gone()) {
@@ -444,6 +486,7 @@ static int run_job(struct collect_options *o)
 	} else if (rc) {
 		exit_code = cli_fail("collect", rc);
 	}
+	exit_code = cli_detect_close(&detect, stats, exit_code);
 	if (o->stats_path && fclose(stats) != 0 && exit_code == CLI_EXIT_OK) {
 		fprintf(stderr, "mamori collect: %s: %s\n", o->stats_path, strerror(errno));
 		exit_code = CLI_EXIT_INTERNAL;
@@ -451,7 +494,10 @@ static int run_job(struct collect_options *o)
 	rc = cli_output_close(&out, exit_code == CLI_EXIT_OK);
 	if (rc && exit_code == CLI_EXIT_OK)
 		exit_code = cli_fail("collect", rc);
-	return exit_code;
+done:
+	exit_code = cli_detect_close(&detect, NULL, exit_code);
+	cli_policy_close(&policy);
+	return cli_guard_finish(&guard, "collect", exit_code);
 }
 
 static int parse_args(struct collect_options *o, int argc, char **argv)

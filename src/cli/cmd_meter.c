@@ -6,6 +6,8 @@
  * of exit code.
  */
 #include "cli/cli.h"
+#include "cli/cli_detect.h"
+#include "cli/cli_guard.h"
 
 #include "mamori/pipeline.h"
 #include "mamori/status.h"
@@ -87,13 +89,18 @@ static const char usage_text[] =
 	"    --max-encap N\n"
 	"        Tunnel nesting followed (1..8). Deeper layers are counted as the\n"
 	"        encap-depth anomaly. Default: 4.\n"
-	"    --sensor ID\n"
-	"        Sensor id (0..4294967295) stored in every record. Default: 0.\n"
+	CLI_POLICY_OPTIONS_HELP
 	CLI_STORE_OPTIONS_HELP
 	"    --ipfix [udp://|tcp://]HOST:PORT\n"
 	"        Also export every flow as IPFIX (RFC 7011, biflows per RFC 5103) to a\n"
 	"        collector: UDP by default, TCP with tcp://; IPv6 hosts in brackets.\n"
 	"        Exported, dropped and failed records are counted (ipfix-records-*).\n"
+	"    --authz ID\n"
+	"        Collect under this collect-* authorization (docs/oversight.md).\n"
+	"        Under a panel, metering is refused (exit status 4) unless one in\n"
+	"        force covers the sensor; without a panel (lab mode) it runs and\n"
+	"        says so (unless -q). Either way the run is audited.\n"
+	CLI_DETECT_OPTIONS_HELP
 	"    -q, --quiet\n"
 	"        No counters and no progress on standard error.\n"
 	"    -h, --help\n"
@@ -158,8 +165,10 @@ enum long_only_option {
 	OPT_ACTIVE_TIMEOUT,
 	OPT_MAX_FLOWS,
 	OPT_MAX_ENCAP,
-	OPT_SENSOR,
 	OPT_IPFIX,
+	OPT_AUTHZ,
+	OPT_DETECT,
+	OPT_DETECT_AUTHZ,
 };
 
 static const struct option long_options[] = {
@@ -173,9 +182,12 @@ static const struct option long_options[] = {
 	{ "active-timeout", required_argument, NULL, OPT_ACTIVE_TIMEOUT },
 	{ "max-flows", required_argument, NULL, OPT_MAX_FLOWS },
 	{ "max-encap", required_argument, NULL, OPT_MAX_ENCAP },
-	{ "sensor", required_argument, NULL, OPT_SENSOR },
 	{ "ipfix", required_argument, NULL, OPT_IPFIX },
+	{ "authz", required_argument, NULL, OPT_AUTHZ },
+	{ "detect", no_argument, NULL, OPT_DETECT },
+	{ "detect-authz", required_argument, NULL, OPT_DETECT_AUTHZ },
 	CLI_STORE_LONG_OPTIONS,
+	CLI_POLICY_LONG_OPTIONS,
 	{ "quiet", no_argument, NULL, 'q' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
@@ -192,6 +204,9 @@ struct meter_options {
 	const char *bpf;
 	const char *output_path;
 	const char *ipfix_dest;
+	const char *authz;
+	bool detect;
+	const char *detect_authz;
 	int snaplen;
 	bool format_set;
 	enum mm_output_format format;
@@ -204,9 +219,9 @@ struct meter_options {
 	uint64_t max_flows;
 	bool max_encap_set;
 	uint64_t max_encap;
-	uint64_t sensor;
 	bool quiet;
 	struct cli_store_options store;
+	struct cli_policy_options policy;
 };
 
 static int parse_idle_timeout(struct meter_options *o, const char *text)
@@ -250,6 +265,9 @@ static int parse_option(struct meter_options *o, int opt, const char *arg)
 	case 'f': o->bpf = arg; break;
 	case 'o': o->output_path = arg; break;
 	case OPT_IPFIX: o->ipfix_dest = arg; break;
+	case OPT_AUTHZ: o->authz = arg; break;
+	case OPT_DETECT: o->detect = true; break;
+	case OPT_DETECT_AUTHZ: o->detect = true; o->detect_authz = arg; break;
 	case 'q': o->quiet = true; break;
 	case 's':
 		rc = cli_parse_count("meter", "--snaplen", arg, 1, MAX_SNAPLEN, &v);
@@ -278,8 +296,9 @@ static int parse_option(struct meter_options *o, int opt, const char *arg)
 		rc = cli_parse_count("meter", "--max-encap", arg, 1, 8, &o->max_encap);
 		o->max_encap_set = true;
 		break;
-	case OPT_SENSOR: rc = cli_parse_count("meter", "--sensor", arg, 0, UINT32_MAX, &o->sensor); break;
 	default:
+		if (cli_policy_option(&o->policy, opt, arg) == 0)
+			break;
 		rc = cli_store_option("meter", &o->store, opt, arg);
 		if (rc < 0)
 			return cli_usage_error("meter", "unknown option");
@@ -288,7 +307,7 @@ static int parse_option(struct meter_options *o, int opt, const char *arg)
 }
 
 /* Defaults of the chosen mode first, then what the command line set. */
-static void build_meter_config(const struct meter_options *o, struct mm_meter_config *cfg)
+static void build_meter_config(const struct meter_options *o, uint32_t sensor_id, struct mm_meter_config *cfg)
 {
 	uint64_t *idle[IDLE__COUNT];
 
@@ -309,7 +328,7 @@ static void build_meter_config(const struct meter_options *o, struct mm_meter_co
 		cfg->max_flows = (size_t)o->max_flows;
 	if (o->max_encap_set)
 		cfg->max_encap_depth = (unsigned)o->max_encap;
-	cfg->sensor_id = (uint32_t)o->sensor;
+	cfg->sensor_id = sensor_id;
 }
 
 /* Refuses unreadable inputs up front with the name and the system's reason. */
@@ -349,20 +368,41 @@ static bool wants_text(const struct meter_options *o, const struct mm_store_targ
 static int run_job(const struct meter_options *o, char *const *files, int n_files)
 {
 	struct mm_meter_job job = { 0 };
+	struct cli_policy policy;
+	struct cli_guarded guard;
+	struct cli_detect detect = { 0 };
 	struct cli_output out;
+	const char *data_dir;
 	int rc, exit_code;
 
 	job.store = cli_store_target(&o->store, !o->format_set && !o->output_path);
-	rc = cli_output_open(&out, o->output_path);
+	data_dir = job.store.dir ? job.store.dir : mm_store_default_dir();
+	rc = cli_policy_open(&policy, "meter", &o->policy, data_dir);
 	if (rc)
-		return cli_fail("meter", rc);
+		return rc;
+	rc = cli_guard_collect(&guard, "meter", o->authz, data_dir, policy.sensor_id, o->quiet);
+	if (rc) {
+		cli_policy_close(&policy);
+		return rc;
+	}
+	job.policy = cli_policy_target(&policy, job.store.dir);
+	exit_code = o->detect ? cli_detect_open(&detect, "meter", data_dir, policy.conf, o->detect_authz, o->quiet) : 0;
+	if (exit_code)
+		goto done;
+	if (o->detect)
+		job.tap = cli_detect_tap(&detect);
+	rc = cli_output_open(&out, o->output_path);
+	if (rc) {
+		exit_code = cli_fail("meter", rc);
+		goto done;
+	}
 	job.files = (const char *const *)files;
 	job.n_files = (size_t)n_files;
 	job.interface = o->interface;
 	job.bpf = o->bpf;
 	job.ipfix_dest = o->ipfix_dest;
 	job.snaplen = o->snaplen ? o->snaplen : DEFAULT_SNAPLEN;
-	build_meter_config(o, &job.meter);
+	build_meter_config(o, policy.sensor_id, &job.meter);
 	job.format = o->format_set ? o->format
 		     : isatty(fileno(out.fp)) ? MM_OUTPUT_TABLE : MM_OUTPUT_NDJSON;
 	job.out = wants_text(o, &job.store) ? out.fp : NULL;
@@ -373,13 +413,16 @@ static int run_job(const struct meter_options *o, char *const *files, int n_file
 	rc = mm_pipeline_meter(&job);
 	if (rc == MM_EIO && !out.name && cli_stdout_reader_gone()) {
 		cli_output_close(&out, false);
-		return CLI_EXIT_OK;
+		goto done; /* the reader went away (| head): done, quietly */
 	}
 	exit_code = rc ? cli_fail("meter", rc) : CLI_EXIT_OK;
 	rc = cli_output_close(&out, rc == 0);
 	if (rc && exit_code == CLI_EXIT_OK)
 		exit_code = cli_fail("meter", rc);
-	return exit_code;
+done:
+	exit_code = cli_detect_close(&detect, job.stats_out, exit_code);
+	cli_policy_close(&policy);
+	return cli_guard_finish(&guard, "meter", exit_code);
 }
 
 int cmd_meter(int argc, char **argv)

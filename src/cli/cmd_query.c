@@ -5,6 +5,7 @@
  * echoed with a caret under the column where it went wrong.
  */
 #include "cli/cli.h"
+#include "cli/cli_guard.h"
 
 #include "mamori/flow_output.h"
 #include "mamori/query.h"
@@ -68,6 +69,10 @@ static const char usage_text[] =
 	"        flows' start times, buckets in time order.\n"
 	"    --stats\n"
 	"        One row of totals (flows, packets, bytes) for the matching flows.\n"
+	"    --scale-sampled\n"
+	"        Aggregations count a sampled flow's packets and bytes times its\n"
+	"        sampling rate (1-in-N, from the exporter): estimates of the traffic.\n"
+	"        Flow counts are never scaled. Default: the sampled counts as stored.\n"
 	"    --limit N\n"
 	"        List at most N flows (the first N in store order).\n"
 	"    --format table|csv|ndjson|zeek\n"
@@ -83,6 +88,14 @@ static const char usage_text[] =
 	"        Cap on aggregation state (groups and distinct values): a number with\n"
 	"        K, M or G (1024-based). A query that needs more stops with an error\n"
 	"        instead of exhausting the machine. Default: 1G.\n"
+	"    --authz ID\n"
+	"        Run under this authorization (docs/oversight.md). Without it, the\n"
+	"        first authorization in force that covers the query is used. Under a\n"
+	"        panel the query is narrowed to the authorization's scope (its\n"
+	"        prefixes, sensors, ASNs, countries and data time range are ANDed in)\n"
+	"        and refused, exit status 4, when none covers it. Without a panel\n"
+	"        (lab mode) every query runs, and says so on standard error. Either\n"
+	"        way the query as executed and the count returned are audited.\n"
 	"    -v, --verbose\n"
 	"        Print what the scan touched to standard error: segments, chunks\n"
 	"        skipped by zone maps, rows scanned and matched, threads.\n"
@@ -99,6 +112,7 @@ static const char usage_text[] =
 	"        parse (printed with a caret under the column where it went wrong)\n"
 	"    2   no store in DIR, or a damaged one (the file and chunk are named)\n"
 	"    3   I/O error, internal error, or the query reached --max-memory\n"
+	"    4   refused by oversight: no authorization covers the query\n"
 	"\n"
 	"EXAMPLES\n"
 	"    mamori query 'dst port 22 and src flags S and not src flags A'\n"
@@ -115,11 +129,13 @@ enum {
 	OPT_GROUP_BY,
 	OPT_DISTINCT,
 	OPT_EVERY,
+	OPT_SCALE_SAMPLED,
 	OPT_STATS,
 	OPT_LIMIT,
 	OPT_FORMAT,
 	OPT_THREADS,
 	OPT_MAX_MEMORY,
+	OPT_AUTHZ,
 };
 
 static const struct option long_options[] = {
@@ -131,12 +147,14 @@ static const struct option long_options[] = {
 	{ "group-by", required_argument, NULL, OPT_GROUP_BY },
 	{ "distinct", required_argument, NULL, OPT_DISTINCT },
 	{ "every", required_argument, NULL, OPT_EVERY },
+	{ "scale-sampled", no_argument, NULL, OPT_SCALE_SAMPLED },
 	{ "stats", no_argument, NULL, OPT_STATS },
 	{ "limit", required_argument, NULL, OPT_LIMIT },
 	{ "format", required_argument, NULL, OPT_FORMAT },
 	{ "output", required_argument, NULL, 'o' },
 	{ "threads", required_argument, NULL, OPT_THREADS },
 	{ "max-memory", required_argument, NULL, OPT_MAX_MEMORY },
+	{ "authz", required_argument, NULL, OPT_AUTHZ },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
@@ -153,6 +171,8 @@ struct query_args {
 	enum mm_output_format format;
 	bool format_set;
 	bool verbose;
+	const char *authz;
+	uint64_t results; /* flows listed or rows written, for the audit log */
 };
 
 /* "512M", "2G", "65536": bytes, 1024-based suffixes; 0 or -1. */
@@ -211,6 +231,7 @@ static int apply_option(struct query_args *a, int opt, int argc, char **argv)
 	case 'R': a->dir = optarg; return 0;
 	case 'o': a->output = optarg; return 0;
 	case 'v': a->verbose = true; return 0;
+	case OPT_AUTHZ: a->authz = optarg; return 0;
 	case OPT_SINCE: return parse_time_option("--since", optarg, &a->exec.since_ns);
 	case OPT_UNTIL: return parse_time_option("--until", optarg, &a->exec.until_ns);
 	case OPT_TOP:
@@ -237,6 +258,7 @@ static int apply_option(struct query_args *a, int opt, int argc, char **argv)
 			return cli_usage_error("query", "--every: the bucket must be longer than 0");
 		return 0;
 	case OPT_STATS: a->aggregate = true; return 0;
+	case OPT_SCALE_SAMPLED: a->agg.scale_sampled = true; return 0;
 	case OPT_LIMIT: return cli_parse_count("query", "--limit", optarg, 1, UINT64_MAX, &a->exec.limit);
 	case OPT_FORMAT:
 		a->format_set = true;
@@ -265,6 +287,9 @@ static int check_combination(const struct query_args *a)
 		return cli_usage_error("query", "--limit lists flows; with an aggregation use --top N");
 	if (a->by_given && !a->aggregate)
 		return cli_usage_error("query", "--by orders --top, --group-by or --every rows");
+	if (a->agg.scale_sampled && !a->aggregate)
+		return cli_usage_error("query", "--scale-sampled scales aggregations; a listing shows each "
+						"flow's sampling_rate as stored");
 	if (a->aggregate && a->format_set && a->format == MM_OUTPUT_ZEEK)
 		return cli_usage_error("query", "--format zeek lists flows; rows take table, csv or ndjson");
 	return 0;
@@ -350,32 +375,44 @@ static void print_stats(const struct mm_query_exec_stats *s)
 		s->rows_scanned, s->rows_total, s->rows_matched, s->threads);
 }
 
+struct listing {
+	struct mm_flow_writer *w;
+	uint64_t *n;
+};
+
 static int emit_flows(void *ctx, const struct mm_flow *flows, size_t n)
 {
-	return mm_flow_writer_write(ctx, flows, n);
+	struct listing *l = ctx;
+
+	*l->n += n;
+	return mm_flow_writer_write(l->w, flows, n);
 }
 
-static int run_listing(struct mm_store *st, const struct mm_query *q, const struct query_args *a, FILE *fp,
+static int run_listing(struct mm_store *st, const struct mm_query *q, struct query_args *a, FILE *fp,
 		       struct mm_query_exec_stats *stats)
 {
 	struct mm_flow_writer *w = NULL;
+	struct listing l = { NULL, &a->results };
 	int rc = mm_flow_writer_new(&w, a->format, fp);
 
 	if (rc < 0)
 		return rc;
-	rc = mm_query_list(st, q, &a->exec, emit_flows, w, stats);
+	l.w = w;
+	rc = mm_query_list(st, q, &a->exec, emit_flows, &l, stats);
 	if (rc == 0)
 		rc = mm_flow_writer_finish(w);
 	mm_flow_writer_free(w);
 	return rc;
 }
 
-static int run_aggregation(struct mm_store *st, const struct mm_query *q, const struct query_args *a, FILE *fp,
+static int run_aggregation(struct mm_store *st, const struct mm_query *q, struct query_args *a, FILE *fp,
 			   struct mm_query_exec_stats *stats)
 {
 	struct mm_qagg_row *rows = NULL;
 	size_t n_rows = 0;
 	int rc = mm_query_aggregate(st, q, &a->agg, &a->exec, &rows, &n_rows, stats);
+
+	a->results = n_rows;
 
 	if (rc == 0)
 		rc = mm_query_rows_write(fp, a->format, &a->agg, rows, n_rows);
@@ -383,27 +420,21 @@ static int run_aggregation(struct mm_store *st, const struct mm_query *q, const 
 	return rc;
 }
 
-static int run_query(struct query_args *a, const struct mm_query *q)
+/* Runs q over the open store st (borrowed). */
+static int run_query(struct query_args *a, struct mm_store *st, const struct mm_query *q)
 {
 	struct mm_query_exec_stats stats = { 0 };
-	struct mm_store *st = NULL;
 	struct cli_output out;
 	int rc, exit_code;
 
-	rc = mm_store_open(&st, a->dir ? a->dir : mm_store_default_dir());
+	rc = cli_output_open(&out, a->output);
 	if (rc < 0)
 		return cli_fail("query", rc);
-	rc = cli_output_open(&out, a->output);
-	if (rc < 0) {
-		mm_store_free(st);
-		return cli_fail("query", rc);
-	}
 	if (!a->format_set)
 		a->format = isatty(fileno(out.fp)) ? MM_OUTPUT_TABLE : MM_OUTPUT_NDJSON;
 	/* A reader that goes away (| head) then shows up as EPIPE, ending the query quietly. */
 	signal(SIGPIPE, SIG_IGN);
 	rc = a->aggregate ? run_aggregation(st, q, a, out.fp, &stats) : run_listing(st, q, a, out.fp, &stats);
-	mm_store_free(st);
 	if (a->verbose)
 		print_stats(&stats);
 	if (rc == MM_EIO && !out.name && cli_stdout_reader_gone()) {
@@ -415,6 +446,42 @@ static int run_query(struct query_args *a, const struct mm_query *q)
 	if (rc && exit_code == CLI_EXIT_OK)
 		exit_code = cli_fail("query", rc);
 	return exit_code;
+}
+
+/*
+ * The store must open first (a missing store is bad input, not an act);
+ * then the guard decides and narrows the filter and time range; the query
+ * runs as decided; then what it returned is audited.
+ */
+static int run_guarded(struct query_args *a, const struct mm_query *q)
+{
+	const char *dir = a->dir ? a->dir : mm_store_default_dir();
+	struct mm_guard_act act = {
+		.act = MM_ACT_QUERY, .authz_id = a->authz, .query = q, .since_ns = a->exec.since_ns,
+		.until_ns = a->exec.until_ns, .record_output = !a->aggregate,
+		.extra_fields = a->aggregate ? mm_guard_agg_fields(&a->agg) : 0,
+	};
+	struct mm_guard_decision d = { 0 };
+	struct mm_store *st = NULL;
+	json_t *result;
+	int rc = mm_store_open(&st, dir);
+
+	if (rc < 0)
+		return cli_fail("query", rc);
+	rc = cli_guard("query", dir, &act, &d, false);
+	if (rc == 0) {
+		a->exec.since_ns = d.since_ns;
+		a->exec.until_ns = d.until_ns;
+		rc = run_query(a, st, d.query);
+		result = json_pack("{s:I, s:b}", a->aggregate ? "rows" : "flows", (json_int_t)a->results, "ok",
+				   rc == CLI_EXIT_OK);
+		if (mm_guard_done(dir, &act, &d, result) != 0 && rc == CLI_EXIT_OK)
+			rc = cli_fail("query", MM_EIO);
+		json_decref(result);
+	}
+	mm_guard_decision_clear(&d);
+	mm_store_free(st);
+	return rc;
 }
 
 int cmd_query(int argc, char **argv)
@@ -440,7 +507,7 @@ int cmd_query(int argc, char **argv)
 		return CLI_EXIT_USAGE;
 	}
 	free(text);
-	rc = run_query(&a, q);
+	rc = run_guarded(&a, q);
 	mm_query_free(q);
 	return rc;
 }

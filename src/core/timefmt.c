@@ -79,6 +79,7 @@ int mm_duration_parse(const char *text, uint64_t *out_ns)
 		{ "ns", 1 }, { "us", 1000 }, { "ms", 1000000 }, { "s", MM_NS_PER_SEC },
 		{ "m", 60 * MM_NS_PER_SEC }, { "h", 3600 * MM_NS_PER_SEC },
 		{ "d", 86400 * MM_NS_PER_SEC }, { "w", 7 * 86400 * MM_NS_PER_SEC },
+		{ "y", 365 * 86400 * MM_NS_PER_SEC }, /* retention ceilings are given in years */
 	};
 	const char *p = text;
 	uint64_t value_e9;
@@ -99,7 +100,7 @@ int mm_duration_parse(const char *text, uint64_t *out_ns)
 			return 0;
 		}
 	}
-	return mm_fail(MM_EINVAL, "'%s': unknown duration unit (use ns, us, ms, s, m, h, d, w)", text);
+	return mm_fail(MM_EINVAL, "'%s': unknown duration unit (use ns, us, ms, s, m, h, d, w, y)", text);
 }
 
 static int parse_fixed(const char **p, int n, int *out)

@@ -521,3 +521,25 @@ int mm_ie_reverse_name(uint16_t id, char *buf, size_t size)
 		     ie->name + 1);
 	return n > 0 && (size_t)n < size ? 0 : MM_ELIMIT;
 }
+
+/* IANA elements whose values are content or personal identifiers. */
+static const uint16_t content_elements[] = {
+	104,           /* layer2packetSectionData */
+	313, 314, 315, /* ipHeaderPacketSection, ipPayloadPacketSection, dataLinkFrameSection */
+	317,           /* mplsPayloadPacketSection */
+	371,           /* userName */
+	455, 456,      /* mobileIMSI, mobileMSISDN */
+	457,           /* httpStatusCode */
+	459, 460, 461, 462, /* httpRequestMethod, httpRequestHost, httpRequestTarget, httpMessageVersion */
+	468, 469, 470, /* httpUserAgent, httpContentType, httpReasonPhrase */
+};
+
+bool mm_ie_carries_content(uint32_t enterprise, uint16_t id, uint16_t len)
+{
+	if (enterprise != 0 && enterprise != PEN_REVERSE)
+		return len == IPFIX_VARLEN || len > 16;
+	for (size_t i = 0; i < sizeof(content_elements) / sizeof(content_elements[0]); i++)
+		if (content_elements[i] == id)
+			return true;
+	return false;
+}

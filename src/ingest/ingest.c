@@ -388,6 +388,7 @@ void mm_ingest_stats_add(struct mm_ingest_stats *sum, const struct mm_ingest_sta
 	sum->sequence_gaps += s->sequence_gaps;
 	sum->sequence_lost += s->sequence_lost;
 	sum->sequence_reorders += s->sequence_reorders;
+	sum->content_fields_discarded += s->content_fields_discarded;
 	for (unsigned i = 0; i < MM_IDROP__COUNT; i++)
 		sum->drops[i] += s->drops[i];
 }

@@ -40,6 +40,7 @@ struct tmpl_field {
 	uint16_t len;          /* IPFIX_VARLEN for a variable-length field */
 	uint16_t off;          /* offset in the record when the template is fixed-length */
 	bool scope;
+	bool content;          /* carries content (mm_ie_carries_content): never shown */
 };
 
 struct tmpl_op {
@@ -53,6 +54,7 @@ struct tmpl {
 	bool options;
 	bool varlen;           /* has variable-length fields: offsets walked per record */
 	uint16_t n_fields, n_ops;
+	uint16_t n_content;    /* fields that carry content, discarded from every record */
 	uint32_t min_len;      /* record length, or its minimum when varlen */
 	uint64_t refreshed_ns;
 	size_t bytes;          /* memory charged to the exporter */

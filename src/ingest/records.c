@@ -289,8 +289,9 @@ static void emit_record(const struct msg_ctx *m, const struct tmpl *t, const uin
 
 	for (uint16_t i = 0; i < t->n_fields; i++) {
 		const struct tmpl_field *tf = &t->fields[i];
-		/* paddingOctets (RFC 7011 section 3.3.1) carry nothing to show */
-		if (tf->enterprise == 0 && tf->id == 210 && !tf->scope)
+		/* paddingOctets (RFC 7011 section 3.3.1) carry nothing to show;
+		 * content is never shown (docs/policy.md, automatic selection) */
+		if ((tf->enterprise == 0 && tf->id == 210 && !tf->scope) || tf->content)
 			continue;
 		ing->fields[n++] = (struct mm_ingest_field){
 			.enterprise = tf->enterprise, .id = tf->id, .len = lens[i],
@@ -342,6 +343,7 @@ static void decode_one(struct msg_ctx *m, const struct tmpl *t, const uint8_t *r
 		apply_op(m, &r, &t->ops[i], rec + offs[t->ops[i].field]);
 	s->st.records_received++;
 	s->st.records_decoded++;
+	s->st.content_fields_discarded += t->n_content;
 	if (t->options) {
 		s->st.options_records++;
 		learn_options(s, &r);

@@ -168,6 +168,8 @@ int tmpl_build(struct tmpl **out, const struct tmpl_spec *spec)
 
 		*f = spec->fields[i];
 		f->off = (uint16_t)off;
+		f->content = mm_ie_carries_content(f->enterprise, f->id, f->len);
+		t->n_content += f->content;
 		if (f->len == IPFIX_VARLEN) {
 			varlen = true;
 			off += 1; /* at least its one-byte length */

@@ -7,6 +7,7 @@
  * malformed + refused.
  */
 #include "pipeline/collect_int.h"
+#include "pipeline/policy_gate.h"
 
 #include "mamori/capture.h"
 #include "mamori/ipfix_export.h"
@@ -67,6 +68,7 @@ struct collect_totals {
 	uint64_t flows_written;
 	struct mm_store_writer_stats store;
 	struct mm_ipfix_export_stats fwd;
+	struct mm_policy_counts policy;
 };
 
 struct collect_run;
@@ -82,6 +84,7 @@ struct worker {
 	uint64_t refused[REFUSE__COUNT];
 	uint64_t pcap_packets, pcap_not_export;
 	uint64_t last_advance_ns;
+	struct policy_gate gate;    /* this worker's flows pass it before the shared sinks */
 };
 
 struct collect_run {
@@ -139,6 +142,16 @@ static void sink_flows(void *ctx, const struct mm_flow *flows, size_t n)
 	struct worker *w = ctx;
 	struct collect_run *run = w->run;
 
+	/* Outside the output lock: the policy's work runs on every worker. */
+	flows = policy_gate_pass(&w->gate, &run->job->policy, flows, &n);
+	if (n == 0) {
+		if (!flows) {
+			pthread_mutex_lock(&run->out_lock);
+			fail_output(run, w->gate.status);
+			pthread_mutex_unlock(&run->out_lock);
+		}
+		return;
+	}
 	pthread_mutex_lock(&run->out_lock);
 	if (run->store && run->write_status == 0) {
 		int rc = mm_store_writer_append(run->store, flows, n);
@@ -156,6 +169,12 @@ static void sink_flows(void *ctx, const struct mm_flow *flows, size_t n)
 	}
 	if (run->forwarder)
 		mm_ipfix_exporter_write(run->forwarder, flows, n);
+	if (run->job->tap.fn && run->write_status == 0) {
+		int rc = run->job->tap.fn(run->job->tap.ctx, flows, n);
+
+		if (rc)
+			fail_output(run, rc);
+	}
 	pthread_mutex_unlock(&run->out_lock);
 }
 
@@ -232,6 +251,7 @@ static void worker_release(struct worker *w)
 {
 	mm_ingest_free(w->ing);
 	collect_net_free(w->net);
+	policy_gate_release(&w->gate);
 	pthread_mutex_destroy(&w->lock);
 }
 
@@ -304,6 +324,7 @@ static void gather_totals(struct collect_run *run, struct collect_totals *t)
 			t->refused[r] += w->refused[r];
 		t->pcap_packets += w->pcap_packets;
 		t->pcap_not_export += w->pcap_not_export;
+		mm_policy_counts_add(&t->policy, &w->gate.counts);
 		pthread_mutex_unlock(&w->lock);
 		mm_ingest_stats_add(&t->ingest, &s);
 		if (w->net) {
@@ -336,8 +357,30 @@ static uint64_t total_refused(const struct collect_totals *t)
  * One line of name=value pairs: received = decoded + malformed + refused,
  * then why. Reasons appear only when non-zero.
  */
+/* Per class over all sensors; `mamori store stats` and the final lines give them per sensor. */
+static void print_policy_totals(FILE *fp, const struct mm_policy_counts *c)
+{
+	if (!c->classed) {
+		fprintf(fp, " policy=none");
+		return;
+	}
+	for (unsigned k = 0; k < MM_CLASS__COUNT; k++) {
+		uint64_t seen = 0, kept = 0, dropped = 0;
+
+		for (size_t i = 0; i < c->n; i++) {
+			seen += c->s[i].seen[k];
+			kept += c->s[i].kept[k];
+			dropped += c->s[i].dropped[k];
+		}
+		if (seen)
+			fprintf(fp, " policy.%s.seen=%" PRIu64 " policy.%s.kept=%" PRIu64 " policy.%s.dropped=%" PRIu64,
+				mm_traffic_class_name(k), seen, mm_traffic_class_name(k), kept,
+				mm_traffic_class_name(k), dropped);
+	}
+}
+
 static void print_totals(FILE *fp, const char *what, const struct collect_totals *t, uint64_t elapsed_ns,
-			 bool forwarding, bool storing)
+			 bool forwarding, bool storing, bool policy)
 {
 	const struct mm_ingest_stats *s = &t->ingest;
 
@@ -353,6 +396,8 @@ static void print_totals(FILE *fp, const char *what, const struct collect_totals
 	for (unsigned r = 0; r < MM_IDROP__COUNT; r++)
 		if (s->drops[r])
 			fprintf(fp, " drop.%s=%" PRIu64, mm_ingest_drop_name(r), s->drops[r]);
+	if (s->content_fields_discarded)
+		fprintf(fp, " content-fields-discarded=%" PRIu64, s->content_fields_discarded);
 	for (unsigned r = 0; r < REFUSE__COUNT; r++)
 		if (t->refused[r])
 			fprintf(fp, " refused.%s=%" PRIu64, refuse_names[r], t->refused[r]);
@@ -369,6 +414,8 @@ static void print_totals(FILE *fp, const char *what, const struct collect_totals
 	if (forwarding)
 		fprintf(fp, " forward-sent=%" PRIu64 " forward-dropped=%" PRIu64 " forward-failed=%" PRIu64,
 			t->fwd.records_sent, t->fwd.records_dropped, t->fwd.records_failed);
+	if (policy)
+		print_policy_totals(fp, &t->policy);
 	fputc('\n', fp);
 	fflush(fp);
 }
@@ -381,7 +428,7 @@ static void print_stats_line(struct collect_run *run, const char *what)
 		return;
 	gather_totals(run, &t);
 	print_totals(run->job->stats_out, what, &t, monotonic_ns() - run->start_ns, run->forwarder != NULL,
-		     run->store != NULL);
+		     run->store != NULL, run->job->policy.policy != NULL);
 }
 
 static int session_cmp(const void *a, const void *b)
@@ -731,6 +778,11 @@ static int check_job(const struct mm_collect_job *job)
 		return mm_fail(MM_EINVAL, "collect: %u workers, not 1..%d", job->workers, MM_COLLECT_WORKERS_MAX);
 	if (job->ipfix_json && !job->out)
 		return mm_fail(MM_EINVAL, "collect: ipfix-json needs an output");
+	/* ipfix-json shows records as exported, before the policy could drop
+	 * or pseudonymise them: never under a jurisdiction. */
+	if (job->ipfix_json && job->policy.policy && mm_policy_classes(job->policy.policy))
+		return mm_fail(MM_EPERM, "collect: ipfix-json shows records before the jurisdiction policy; "
+					 "it is not available while a jurisdiction is configured");
 	return 0;
 }
 
@@ -824,6 +876,15 @@ int mm_pipeline_collect(const struct mm_collect_job *job)
 	print_stats_line(&run, "final");
 	if (job->stats_out)
 		print_sessions(&run, job->stats_out);
+	{
+		struct collect_totals t;
+		int policy_rc;
+
+		gather_totals(&run, &t);
+		policy_rc = policy_gate_report(&job->policy, &t.policy, job->stats_out);
+		if (rc == 0)
+			rc = policy_rc;
+	}
 out:
 	for (size_t i = 0; i < n_ready; i++)
 		worker_release(&run.workers[i]);

@@ -9,6 +9,8 @@
 
 #include "mamori/ipfix_export.h"
 
+#include "pipeline/policy_gate.h"
+
 #include "mamori/capture.h"
 #include "mamori/log.h"
 #include "mamori/status.h"
@@ -54,6 +56,7 @@ struct meter_run {
 	struct mm_flow_writer *writer;   /* NULL without text output */
 	struct mm_store_writer *store;   /* NULL without a store */
 	struct mm_ipfix_exporter *ipfix; /* NULL unless the job exports IPFIX too */
+	struct policy_gate gate;         /* every flow passes it before any sink */
 	int write_status; /* first failure of the store or the text output; ends the job */
 	struct mm_store_writer_stats store_stats; /* taken at the final flush */
 	struct mm_capture_stats capture_stats; /* summed over the inputs */
@@ -82,6 +85,14 @@ static void sink_flows(void *ctx, const struct mm_flow *flows, size_t n)
 {
 	struct meter_run *run = ctx;
 
+	flows = policy_gate_pass(&run->gate, &run->job->policy, flows, &n);
+	if (!flows) {
+		if (run->write_status == 0)
+			run->write_status = run->gate.status;
+		return;
+	}
+	if (n == 0)
+		return;
 	/* After a failed write the flows are still counted by the meter; only
 	 * their output is impossible. The store goes first: a flow a reader of
 	 * the text output has seen is one the store has taken. */
@@ -91,6 +102,8 @@ static void sink_flows(void *ctx, const struct mm_flow *flows, size_t n)
 		run->write_status = mm_flow_writer_write(run->writer, flows, n);
 	if (run->ipfix)
 		mm_ipfix_exporter_write(run->ipfix, flows, n);
+	if (run->job->tap.fn && run->write_status == 0)
+		run->write_status = run->job->tap.fn(run->job->tap.ctx, flows, n);
 }
 
 /*
@@ -391,6 +404,8 @@ static void print_counters(const struct meter_run *run, FILE *fp)
 		print_counter(fp, "ipfix-records-skipped", NULL, xs.records_skipped);
 		print_counter(fp, "ipfix-messages-sent", NULL, xs.messages_sent);
 	}
+	if (run->job->policy.policy)
+		fprintf(fp, "  %-34s %s\n", "policy.jurisdiction", mm_policy_describe(run->job->policy.policy));
 	fflush(fp);
 }
 
@@ -448,7 +463,14 @@ int mm_pipeline_meter(const struct mm_meter_job *job)
 	 * counters: they would describe output nobody received. */
 	if (run.write_status == 0 && job->stats_out)
 		print_counters(&run, job->stats_out);
+	if (run.write_status == 0) {
+		int policy_rc = policy_gate_report(&job->policy, &run.gate.counts, job->stats_out);
+
+		if (rc == 0)
+			rc = policy_rc;
+	}
 out:
+	policy_gate_release(&run.gate);
 	if (run.meter)
 		mm_meter_free(run.meter);
 	mm_flow_writer_free(run.writer);

@@ -496,7 +496,7 @@ static uint64_t flow_duration_ns(const struct mm_flow *f)
 	return f->last_ns > f->first_ns ? f->last_ns - f->first_ns : 0;
 }
 
-static const char *const flag_names[] = { "tunnel", "fragments", "sampled" };
+static const char *const flag_names[] = { "tunnel", "fragments", "sampled", "src-domestic", "dst-domestic" };
 #define N_FLAG_NAMES (sizeof(flag_names) / sizeof(flag_names[0]))
 
 /* Country code as text ("" when unknown); the two bytes are copied as they are. Returns the length. */

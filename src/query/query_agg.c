@@ -362,8 +362,8 @@ int mm_qagg_ref_add(struct mm_qagg_ref *r, const struct mm_flow *f)
 	if (rc < 0)
 		return rc;
 	row->flows++;
-	row->packets += mm_flow_packets(f);
-	row->bytes += mm_flow_bytes(f);
+	row->packets += mm_flow_packets(f) * mm_qagg_scale(&r->spec, f->sampling_rate);
+	row->bytes += mm_flow_bytes(f) * mm_qagg_scale(&r->spec, f->sampling_rate);
 	for (size_t i = 0; i < r->spec.n_distinct; i++) {
 		struct distinct_triple t;
 		memset(&t, 0, sizeof(t));

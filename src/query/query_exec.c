@@ -1490,13 +1490,15 @@ struct agg_chunk {
 	struct key_source keys[MM_QAGG_MAX_KEYS];
 	struct key_source distinct[MM_QAGG_MAX_DISTINCT];
 	const uint64_t *first, *fp, *rp, *fb, *rb;
+	const uint32_t *rate; /* sampling rates, when the spec scales by them */
 };
 
 static int agg_chunk_load(struct agg_chunk *c, const struct mm_qagg *spec, struct chunk_view *v)
 {
 	int rc = chunk_columns(v, 1ull << MM_COL_FWD_PACKETS | 1ull << MM_COL_REV_PACKETS |
 					  1ull << MM_COL_FWD_BYTES | 1ull << MM_COL_REV_BYTES |
-					  (spec->every_ns ? 1ull << MM_COL_FIRST_NS : 0));
+					  (spec->every_ns ? 1ull << MM_COL_FIRST_NS : 0) |
+					  (spec->scale_sampled ? 1ull << MM_COL_SAMPLING_RATE : 0));
 
 	for (size_t i = 0; rc == 0 && i < spec->n_keys; i++)
 		rc = key_source_load(&c->keys[i], v);
@@ -1509,6 +1511,7 @@ static int agg_chunk_load(struct agg_chunk *c, const struct mm_qagg *spec, struc
 	c->rp = u64_column(v, MM_COL_REV_PACKETS);
 	c->fb = u64_column(v, MM_COL_FWD_BYTES);
 	c->rb = u64_column(v, MM_COL_REV_BYTES);
+	c->rate = spec->scale_sampled ? (const uint32_t *)v->col[MM_COL_SAMPLING_RATE] : NULL;
 	return 0;
 }
 
@@ -1544,8 +1547,15 @@ static int agg_rows(struct agg_table *t, const struct mm_qagg *spec, const struc
 		}
 		row = table_row(t, index);
 		row->flows++;
-		row->packets += c->fp[i] + c->rp[i];
-		row->bytes += c->fb[i] + c->rb[i];
+		if (c->rate) {
+			uint64_t k = mm_qagg_scale(spec, c->rate[i]);
+
+			row->packets += (c->fp[i] + c->rp[i]) * k;
+			row->bytes += (c->fb[i] + c->rb[i]) * k;
+		} else {
+			row->packets += c->fp[i] + c->rp[i];
+			row->bytes += c->fb[i] + c->rb[i];
+		}
 		for (size_t j = 0; j < spec->n_distinct; j++) {
 			union mm_qkey_value v;
 			key_value_at(&c->distinct[j], i, &v);

@@ -236,6 +236,8 @@ size_t mm_packet_build(const struct mm_packet_spec *spec, uint8_t *buf, size_t c
 	else
 		put_ipv6(spec, ip, l4_len);
 	memset(ip + ip_hdr_len, 0, l4_len);
+	if (spec->payload && spec->payload_len)
+		memcpy(ip + ip_len - spec->payload_len, spec->payload, spec->payload_len);
 	put_l4(spec, v4, ip + ip_hdr_len, l4_len);
 	return frame_len;
 }

@@ -1,0 +1,124 @@
+/* Inline detection for meter and collect (cli_detect.h). */
+#include "cli/cli_detect.h"
+
+#include "mamori/query.h"
+#include "mamori/status.h"
+
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+
+static void on_alert(void *ctx, const struct mm_alert *a)
+{
+	struct cli_detect *d = ctx;
+	int rc;
+
+	d->n_alerts++;
+	rc = mm_alert_store_append(d->alerts, a);
+	if (rc && d->alert_status == 0)
+		d->alert_status = rc;
+}
+
+int cli_detect_open(struct cli_detect *d, const char *command, const char *data_dir, const struct mm_config *conf,
+		    const char *authz, bool quiet)
+{
+	struct mm_detect_config cfg;
+	char intel_dir[4096];
+	int rc;
+
+	memset(d, 0, sizeof(*d));
+	d->command = command;
+	d->dir = data_dir;
+	if ((rc = mm_query_parse("", &d->all, NULL)) < 0)
+		return cli_fail(command, rc);
+	d->act = (struct mm_guard_act){ .act = MM_ACT_ANALYZE, .authz_id = authz, .query = d->all,
+					.since_ns = 0, .until_ns = UINT64_MAX, .record_output = true };
+	rc = cli_guard(command, data_dir, &d->act, &d->d, quiet);
+	if (rc)
+		goto fail;
+	mm_detect_config_default(&cfg);
+	if ((size_t)snprintf(intel_dir, sizeof(intel_dir), "%s/intel", data_dir) >= sizeof(intel_dir))
+		rc = mm_fail(MM_EINVAL, "detect: data directory path too long");
+	if (rc == 0)
+		rc = mm_detect_config_load(&cfg, conf);
+	if (rc == 0 && (cfg.enabled & (1u << MM_DET_INTEL)))
+		rc = mm_intel_open(intel_dir, &d->intel);
+	cfg.intel = d->intel;
+	if (rc == 0)
+		rc = mm_alert_store_open(&d->alerts, data_dir);
+	if (rc == 0)
+		rc = mm_detect_new(&d->engine, &cfg, on_alert, d);
+	if (rc) {
+		rc = cli_fail(command, rc);
+		goto fail;
+	}
+	return 0;
+fail:
+	mm_guard_decision_clear(&d->d);
+	mm_alert_store_close(d->alerts);
+	mm_intel_close(d->intel);
+	mm_query_free(d->all);
+	memset(d, 0, sizeof(*d));
+	return rc;
+}
+
+/* Flows outside the authorization's scope are not analysed. */
+static int feed(void *ctx, const struct mm_flow *flows, size_t n)
+{
+	struct cli_detect *d = ctx;
+	size_t start = 0;
+	int rc = 0;
+
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		if (mm_query_match(d->d.query, &flows[i]) && flows[i].last_ns >= d->d.since_ns &&
+		    flows[i].first_ns <= d->d.until_ns)
+			continue;
+		d->out_of_scope++;
+		if (i > start)
+			rc = mm_detect_feed(d->engine, flows + start, i - start);
+		start = i + 1;
+	}
+	if (rc == 0 && n > start)
+		rc = mm_detect_feed(d->engine, flows + start, n - start);
+	return rc ? rc : d->alert_status;
+}
+
+struct mm_flow_tap cli_detect_tap(struct cli_detect *d)
+{
+	return (struct mm_flow_tap){ .fn = feed, .ctx = d };
+}
+
+int cli_detect_close(struct cli_detect *d, FILE *stats, int exit_code)
+{
+	const char *command = d->command;
+	struct mm_detect_stats st;
+	json_t *result;
+	int rc;
+
+	if (!d->engine)
+		return exit_code;
+	rc = mm_detect_flush(d->engine);
+	if (rc == 0)
+		rc = d->alert_status;
+	mm_detect_stats(d->engine, &st);
+	if (stats)
+		fprintf(stats,
+			"  %-34s %" PRIu64 " flows, %" PRIu64 " alerts, %" PRIu64 " outside the authorization's scope, "
+			"%" PRIu64 " late\n",
+			"detect", st.flows_processed, d->n_alerts, d->out_of_scope, st.flows_late);
+	result = json_pack("{s:b,s:I,s:I}", "ok", rc == 0, "flows", (json_int_t)st.flows_processed, "alerts",
+			   (json_int_t)d->n_alerts);
+	if (mm_guard_done(d->dir, &d->act, &d->d, result) != 0 && rc == 0)
+		rc = MM_EIO;
+	json_decref(result);
+	mm_detect_free(d->engine);
+	mm_alert_store_close(d->alerts);
+	mm_intel_close(d->intel);
+	mm_guard_decision_clear(&d->d);
+	mm_query_free(d->all);
+	memset(d, 0, sizeof(*d));
+	if (rc && exit_code == CLI_EXIT_OK)
+		return cli_fail(command, rc);
+	return exit_code;
+}

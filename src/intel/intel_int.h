@@ -1,0 +1,207 @@
+/*
+ * Internals of the intel module: the mutable set the loaders fill, the
+ * compiled file layout that the compiler writes and readers map, and the
+ * shared pieces of the loaders. Not for other modules (they use intel.h).
+ */
+#ifndef MAMORI_INTEL_INT_H
+#define MAMORI_INTEL_INT_H
+
+#include "mamori/intel.h"
+
+#include <stdarg.h>
+#include <stdatomic.h>
+
+/* ---- the mutable set ---- */
+
+struct intel_rec {
+	struct mm_prefix prefix;
+	uint32_t asn;
+	uint16_t port;
+	uint8_t proto, kind, confidence, tlp;
+	uint32_t source, id, tags; /* offsets into the string pool */
+	uint64_t first_seen_ns, last_seen_ns, expires_ns;
+};
+
+struct mm_intel_set {
+	struct intel_rec *recs;
+	size_t n_recs, cap_recs;
+	char *pool; /* NUL-terminated strings; offset 0 is "" */
+	size_t pool_len, pool_cap;
+	uint32_t last_source; /* the last source string added: most records repeat it */
+};
+
+/* Source names: 1..63 of [A-Za-z0-9._-], not starting with '.' (they name files). */
+bool intel_source_name_ok(const char *s);
+
+/* Appends a string to the pool (deduplicating a repeat of the last source). */
+int intel_set_string(struct mm_intel_set *set, const char *s, bool is_source, uint32_t *out);
+
+/* ---- loaders ---- */
+
+/* What a loader passes around: where to report and what to apply. */
+struct intel_load {
+	struct mm_intel_set *set;
+	const char *name;
+	const struct mm_intel_defaults *def;
+	struct mm_intel_load_stats *st;
+	uint64_t now_ns; /* for counting already-expired records */
+};
+
+/* Keeps "NAME:LINE: reason" (line 0: "NAME: reason") among the first reports; counts nothing. */
+void intel_report(struct intel_load *ld, uint64_t line, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Adds ind with the defaults applied and expiry counted; 0 or a fatal status. */
+int intel_load_add(struct intel_load *ld, struct mm_intel_indicator *ind);
+
+/* Parses "AS64496", "as64496", "64496" into an ASN; 0 or MM_EINVAL. */
+int intel_parse_asn(const char *text, uint32_t *out);
+
+int intel_load_stix(struct intel_load *ld, const char *buf, size_t len);
+
+/* ---- the compiled file ---- */
+
+#define MMI_MAGIC "MMINTEL1"
+#define MMI_VERSION 2u
+
+/* Tagged LPM table entry: the top two bits say what the rest is. */
+#define MMI_TAG_SHIFT 30
+#define MMI_TAG_LEAF 0u    /* rest: prefix index + 1, 0 = no match */
+#define MMI_TAG_COMPACT 1u /* rest: compact node index */
+#define MMI_TAG_DENSE 2u   /* rest: dense node index */
+#define MMI_TAG_TAIL 3u    /* rest: tail index */
+#define MMI_INDEX_MASK ((1u << MMI_TAG_SHIFT) - 1)
+
+#define MMI_V4_TOP_BITS 24
+#define MMI_V6_TOP_BITS 24
+#define MMI_COMPACT_MAX 11 /* entries a compact node holds */
+
+/*
+ * An 8-bit stride node with at most 11 runs of equal entries: run i covers
+ * bytes start[i-1] .. start[i]-1. Unused starts are 0, so the run of byte b
+ * is (number of the 16 starts <= b) - bias: branch-free, one 16-byte vector
+ * compare, and one cache line.
+ */
+struct mmi_compact {
+	uint8_t start[16];
+	uint32_t ent[MMI_COMPACT_MAX];
+	uint8_t bias; /* 16 - starts used */
+	uint8_t pad[3];
+};
+
+struct mmi_dense {
+	uint32_t ent[256];
+};
+
+/* What a hit needs, 8 bytes per prefix so the hot path touches little. */
+struct mmi_leaf {
+	uint32_t first;
+	uint32_t n_len; /* n << 8 | prefix length (family terms) */
+};
+
+/*
+ * A block holding a single prefix, collapsed (path compression): one
+ * compare of the whole address replaces the chain of nodes down to it.
+ */
+struct mmi_tail {
+	uint64_t hi, lo;   /* the prefix, host order, host bits zero */
+	uint64_t mask_hi, mask_lo;
+	uint32_t hit, miss; /* leaf entries */
+	struct mmi_leaf leaf; /* hit's leaf record: a tail hit needs no other read */
+};
+
+
+/* A distinct prefix, the indicators that carry it, and its covering prefix. */
+struct mmi_pfx {
+	uint8_t addr[16];
+	uint8_t len; /* family terms */
+	uint8_t pad[3];
+	uint32_t parent;  /* index + 1 of the next shorter covering prefix; 0 = none */
+	uint32_t first, n; /* indicator range */
+	uint64_t expires_max; /* latest expiry among them; UINT64_MAX = never */
+};
+
+/* ASN and port keys: sorted, binary-searched. Port key: proto << 16 | port. */
+struct mmi_key {
+	uint32_t key;
+	uint32_t first, n;
+	uint32_t pad;
+	uint64_t expires_max;
+};
+
+struct mmi_ind {
+	uint8_t kind, confidence, tlp, proto;
+	uint16_t port;
+	uint16_t pad;
+	uint32_t asn;
+	uint32_t pfx; /* MM_INTEL_PREFIX: prefix index */
+	uint32_t source, id, tags; /* string offsets */
+	uint32_t pad2;
+	uint64_t first_seen_ns, last_seen_ns, expires_ns;
+};
+
+struct mmi_src {
+	uint32_t name;
+	uint32_t tlp;
+	uint64_t n;
+	uint64_t first_seen_ns, last_seen_ns;
+};
+
+enum mmi_section {
+	MMI_SEC_IND,
+	MMI_SEC_PFX,
+	MMI_SEC_ASN,
+	MMI_SEC_PORT,
+	MMI_SEC_SRC,
+	MMI_SEC_STR,
+	MMI_SEC_V4_TOP,
+	MMI_SEC_V6_TOP,
+	MMI_SEC_COMPACT,
+	MMI_SEC_DENSE,
+	MMI_SEC_TAIL,
+	MMI_SEC_LEAF,
+	MMI_N_SECTIONS
+};
+
+/* Host byte order: the file is a cache compiled on this machine from sources/. */
+struct mmi_header {
+	char magic[8];
+	uint32_t version;
+	uint32_t endian; /* 0x01020304 as written */
+	uint64_t file_size;
+	uint64_t compiled_ns;
+	uint64_t next_expiry_ns; /* earliest expires_max of any prefix; UINT64_MAX = none */
+	struct {
+		uint64_t off; /* from file start, 64-byte aligned */
+		uint64_t count; /* elements (bytes for strings) */
+	} sec[MMI_N_SECTIONS];
+};
+
+/* Writes the compiled image of set to fd (name for messages). */
+int intel_write_image(int fd, const struct mm_intel_set *set, uint64_t now_ns, const char *name);
+
+/* Maps and validates a compiled image from fd (the mapping keeps no fd). */
+int intel_snap_map(int fd, const char *name, struct mm_intel_snap **out);
+
+struct mm_intel_snap {
+	atomic_uint refs;
+	void *map;
+	size_t map_len;
+	void *hot;      /* the lookup tables copied onto huge pages; NULL if not */
+	size_t hot_len;
+	const struct mmi_header *hdr;
+	const struct mmi_ind *ind;
+	const struct mmi_pfx *pfx;
+	const struct mmi_key *asn, *port;
+	const struct mmi_src *src;
+	const char *str;
+	const uint32_t *v4_top, *v6_top;
+	const struct mmi_compact *compact;
+	const struct mmi_dense *dense;
+	const struct mmi_tail *tail;
+	const struct mmi_leaf *leaf;
+	uint64_t next_expiry_ns;
+	size_t n_ind, n_pfx, n_asn, n_port, n_src, str_len, n_compact, n_dense, n_tail;
+};
+
+#endif
