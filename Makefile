@@ -35,9 +35,13 @@ demo: bootstrap
 	@$(MAKE) --no-print-directory build
 	@scripts/demo build
 
+# Every benchmark, each against its competing tool in the same run (docs/bench.md).
+# BENCHES picks some: make bench BENCHES="meter policy". query needs ~8 GB of disk.
+BENCHES ?= meter collect query store enrich policy audit intel detect
+
 bench: bootstrap
 	@$(MAKE) --no-print-directory build
-	@bench/meter/run build
+	@for b in $(BENCHES); do echo "== bench/$$b"; bench/$$b/run build || exit 1; done
 
 build-fuzz/build.ninja:
 	CC=clang $(MESON) setup build-fuzz --buildtype=debugoptimized -Dfuzz=true -Dtests=false \

@@ -439,6 +439,53 @@ Test(store, verify_catches_truncation_and_directory_damage)
 	free(dir);
 }
 
+/*
+ * Timestamps from coarse clocks are stored divided by their decimal unit
+ * (FORMAT.md §4.2), per chunk: chunk 0 has a millisecond clock, chunk 1 a
+ * microsecond one, chunk 2 milliseconds but for one nanosecond-exact flow.
+ */
+Test(store, coarse_clocks_are_scaled_per_chunk_and_round_trip)
+{
+	char *dir = tu_tmpdir();
+	struct mm_store_writer_options o = test_options();
+	size_t n = 3000, n_got;
+	struct mm_flow *flows = calloc(n, sizeof(*flows)), *got;
+	static const uint8_t want_first[3] = { 6, 3, 0 }, want_last[3] = { 6, 3, 6 };
+	struct mm_store_verify_report r;
+	struct mm_segment *seg;
+	char *path = seg_path(dir);
+	uint64_t s = 7;
+
+	for (size_t i = 0; i < n; i++) {
+		uint64_t unit = i < 1000 || i >= 2000 ? 1000000 : 1000;
+
+		random_flow(i + 1, &flows[i]);
+		flows[i].first_ns = T0 + i / 1000 * 600 * MM_NS_PER_SEC + i % 1000 * unit;
+		flows[i].last_ns = flows[i].first_ns + (rng_next(&s) % 997) * unit;
+	}
+	flows[2500].first_ns += 1;
+	flows[2500].last_ns += 1;
+	write_flows(dir, &o, flows, n);
+	cr_assert_eq(mm_segment_open_file(&seg, path), 0, "%s", mm_last_error());
+	cr_assert_eq(seg->n_chunks, 3);
+	for (uint32_t k = 0; k < 3; k++) {
+		const struct seg_entry *f = &seg->entries[(size_t)MM_COL_FIRST_NS * 3 + k];
+		const struct seg_entry *l = &seg->entries[(size_t)MM_COL_LAST_NS * 3 + k];
+
+		cr_assert_eq(f->scale, want_first[k], "first_ns chunk %u: scale %u", k, f->scale);
+		cr_assert_eq(l->scale, want_last[k], "last_ns chunk %u: scale %u", k, l->scale);
+		cr_assert_eq(f->min, flows[k * 1000].first_ns, "zone maps keep real values");
+	}
+	mm_segment_free(seg);
+	cr_assert_eq(mm_store_verify(dir, &r, NULL, NULL), 0, "%s", mm_last_error());
+	got = read_all(dir, &n_got);
+	assert_same_flows(got, n_got, flows, n);
+	free(got);
+	free(flows);
+	free(path);
+	free(dir);
+}
+
 Test(store, unknown_versions_are_refused_clearly)
 {
 	char *dir = small_store(), *path = seg_path(dir), cat_path[4200];
@@ -447,11 +494,11 @@ Test(store, unknown_versions_are_refused_clearly)
 	struct mm_segment *s;
 	struct mm_store *st;
 
-	seg[8] = 2; /* version field: 2 instead of 1 */
+	seg[8] = 3; /* version field: 3, newer than this build */
 	cr_assert_eq(mm_segment_open_mem(&s, seg, len, "seg-000001.mms"), MM_EUNSUP);
 	cr_assert_str_eq(mm_last_error(),
-			 "store: seg-000001.mms: segment format version 2 not supported "
-			 "(this build reads version 1)");
+			 "store: seg-000001.mms: segment format version 3 not supported "
+			 "(this build reads versions 1 to 2)");
 	snprintf(cat_path, sizeof(cat_path), "%s/catalog", dir);
 	cat = (uint8_t *)tu_read_file(cat_path, &cat_len);
 	cat[8] = 9; /* catalog version 9 */

@@ -82,21 +82,24 @@ int mm_store_column_find(const char *name, unsigned *out)
 	return mm_fail(MM_ENOENT, "store: no column '%s'", name);
 }
 
+/* Big-endian 64-bit loads and stores as one move and a byte swap. */
 static uint64_t be64(const uint8_t *p)
 {
-	uint64_t v = 0;
+	uint64_t v;
 
-	for (int i = 0; i < 8; i++)
-		v = v << 8 | p[i];
+	memcpy(&v, p, 8);
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	v = __builtin_bswap64(v);
+#endif
 	return v;
 }
 
 static void put_be64(uint8_t *p, uint64_t v)
 {
-	for (int i = 7; i >= 0; i--) {
-		p[i] = (uint8_t)v;
-		v >>= 8;
-	}
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	v = __builtin_bswap64(v);
+#endif
+	memcpy(p, &v, 8);
 }
 
 static uint64_t load_uint(const uint8_t *p, unsigned width)
@@ -187,15 +190,43 @@ void store_column_gather(const struct mm_flow *flows, size_t n, unsigned col, ui
 {
 	const struct col_def *d = &cols[col];
 	const uint8_t *base = (const uint8_t *)flows + d->offset;
+	const size_t stride = sizeof(struct mm_flow);
 
-	/* The common case gets its own loop so the compiler keeps the width fixed. */
-	if (d->kind == KIND_UINT && d->width == 8) {
+	/* One loop per kind and width, so no row pays for a switch or a call. */
+	switch (d->kind) {
+	case KIND_ADDR_HI:
 		for (size_t i = 0; i < n; i++)
-			out[i] = load_uint(base + i * sizeof(struct mm_flow), 8);
+			out[i] = be64(base + i * stride);
 		return;
+	case KIND_ADDR_LO:
+		for (size_t i = 0; i < n; i++)
+			out[i] = be64(base + i * stride + 8);
+		return;
+	case KIND_COUNTRY:
+		for (size_t i = 0; i < n; i++)
+			out[i] = (uint64_t)base[i * stride] << 8 | base[i * stride + 1];
+		return;
+	default:
+		break;
 	}
-	for (size_t i = 0; i < n; i++)
-		out[i] = field_value(d, base + i * sizeof(struct mm_flow));
+	switch (d->width) {
+	case 1:
+		for (size_t i = 0; i < n; i++)
+			out[i] = base[i * stride];
+		break;
+	case 2:
+		for (size_t i = 0; i < n; i++)
+			out[i] = load_uint(base + i * stride, 2);
+		break;
+	case 4:
+		for (size_t i = 0; i < n; i++)
+			out[i] = load_uint(base + i * stride, 4);
+		break;
+	default:
+		for (size_t i = 0; i < n; i++)
+			out[i] = load_uint(base + i * stride, 8);
+		break;
+	}
 }
 
 void store_column_narrow(const uint64_t *vals, size_t n, unsigned width, void *out)

@@ -76,7 +76,8 @@ static void get_entry(const uint8_t *p, struct seg_entry *e)
 	e->encoding = p[36];
 	e->codec = p[37];
 	e->bits = p[38];
-	e->transform = p[39];
+	e->transform = p[39] & XF_CODE_MASK;
+	e->scale = p[39] >> XF_SCALE_SHIFT;
 }
 
 static int check_header(struct mm_segment *seg, size_t *head_len)
@@ -89,11 +90,12 @@ static int check_header(struct mm_segment *seg, size_t *head_len)
 		return mm_fail(MM_EFORMAT, "store: %s: not a mamori segment (bad magic or %zu bytes)",
 			       seg->name, seg->len);
 	version = get_u32(h + 8);
-	if (version != SEG_VERSION)
+	if (version < SEG_VERSION_MIN || version > SEG_VERSION)
 		return mm_fail(MM_EUNSUP,
 			       "store: %s: segment format version %" PRIu32
-			       " not supported (this build reads version %u)",
-			       seg->name, version, SEG_VERSION);
+			       " not supported (this build reads versions %u to %u)",
+			       seg->name, version, SEG_VERSION_MIN, SEG_VERSION);
+	seg->version = version;
 	seg->header_crc = get_u32(h + 60);
 	if (store_crc32c(0, h, 60) != seg->header_crc)
 		return mm_fail(MM_EFORMAT, "store: %s: header checksum mismatch", seg->name);
@@ -172,6 +174,8 @@ static int check_entries(struct mm_segment *seg, size_t head_len)
 			bad = "zone map min above max";
 		else if (e->transform >= XF__COUNT || (e->transform && col != MM_COL_LAST_NS))
 			bad = "unknown transform or one this column cannot have";
+		else if (e->scale > (seg->version >= 2 ? SCALE_MAX : 0))
+			bad = "decimal scale out of range";
 		if (bad)
 			return mm_fail(MM_EFORMAT, "store: %s: column '%s' chunk %" PRIu32 ": %s", seg->name,
 				       mm_store_column_name(col), k, bad);
@@ -352,6 +356,12 @@ static int decode_values(const struct mm_segment *seg, const struct seg_entry *e
 	rc = decompress(e, src, s, &raw);
 	if (rc == 0)
 		rc = enc_decode(e, raw, e->raw_len, rows, mm_store_column_width(col), vals, s->dict);
+	if (rc == 0 && e->scale) {
+		uint64_t f = scale_factor(e->scale);
+
+		for (size_t i = 0; i < rows; i++)
+			vals[i] *= f;
+	}
 	return rc;
 }
 

@@ -133,7 +133,7 @@ static void put_entry(uint8_t *p, const struct seg_entry *e)
 	p[36] = e->encoding;
 	p[37] = e->codec;
 	p[38] = e->bits;
-	p[39] = e->transform;
+	p[39] = (uint8_t)(e->transform | e->scale << XF_SCALE_SHIFT);
 }
 
 /* Rows transposed per pass: their structs (~60 KiB) stay in L2 across all columns. */
@@ -156,15 +156,63 @@ static void transpose_chunk(struct seg_builder *b, const struct mm_flow *flows, 
  * last_ns is stored as the flow's duration: small where last_ns itself is as
  * wide as first_ns. The zone map still describes last_ns, for time skipping.
  */
-static void to_durations(uint64_t *vals, const uint64_t *first, size_t rows, struct seg_entry *e)
+static void to_durations(uint64_t *vals, const uint64_t *first, size_t rows, uint64_t *min,
+			 uint64_t *max)
 {
-	e->min = vals[0];
-	e->max = vals[0];
+	*min = vals[0];
+	*max = vals[0];
 	for (size_t i = 0; i < rows; i++) {
-		e->min = vals[i] < e->min ? vals[i] : e->min;
-		e->max = vals[i] > e->max ? vals[i] : e->max;
+		*min = vals[i] < *min ? vals[i] : *min;
+		*max = vals[i] > *max ? vals[i] : *max;
 		vals[i] -= first[i];
 	}
+}
+
+/* The inverse of an odd number modulo 2^64 (Newton's iteration: 3, 6, 12, … exact bits). */
+static uint64_t odd_inverse(uint64_t d)
+{
+	uint64_t x = d;
+
+	for (int i = 0; i < 5; i++)
+		x *= 2 - d * x;
+	return x;
+}
+
+/*
+ * Whether every value is a multiple of 10^e = 2^e · 5^e: its low e bits are
+ * zero and v >> e times the inverse of 5^e lands at most at (2^64 − 1) / 5^e
+ * (exactly the multiples do). Multiplications only, so it vectorises.
+ */
+static bool all_multiples(const uint64_t *v, size_t n, unsigned e)
+{
+	uint64_t five = scale_factor(e) >> e, inv = odd_inverse(five), lim = UINT64_MAX / five;
+	uint64_t low = (1ull << e) - 1, bad = 0;
+
+	for (size_t i = 0; i < n; i++)
+		bad |= (v[i] & low) | (uint64_t)((v[i] >> e) * inv > lim);
+	return bad == 0;
+}
+
+/*
+ * Divides the values by the largest 10^e (e <= SCALE_MAX) that divides them
+ * all and returns e: millisecond clocks in nanosecond fields shed 20 bits.
+ * The first value bounds e, so nanosecond data costs one test.
+ */
+static unsigned scale_down(uint64_t *v, size_t n)
+{
+	unsigned e = 0;
+	uint64_t inv;
+
+	while (e < SCALE_MAX && v[0] % scale_factor(e + 1) == 0)
+		e++;
+	while (e > 0 && !all_multiples(v, n, e))
+		e--;
+	if (e == 0)
+		return 0;
+	inv = odd_inverse(scale_factor(e) >> e);
+	for (size_t i = 0; i < n; i++)
+		v[i] = (v[i] >> e) * inv; /* exact: the quotient of a multiple */
+	return e;
 }
 
 static int encode_columns(struct seg_builder *b, const struct mm_flow *flows, size_t n,
@@ -172,6 +220,7 @@ static int encode_columns(struct seg_builder *b, const struct mm_flow *flows, si
 			  uint64_t *min_first, uint64_t *max_last)
 {
 	uint32_t rpc = b->opt.rows_per_chunk;
+	uint64_t last_min, last_max;
 	int rc;
 
 	b->payload_len = 0;
@@ -180,6 +229,9 @@ static int encode_columns(struct seg_builder *b, const struct mm_flow *flows, si
 		size_t first = (size_t)k * rpc, rows = n - first < rpc ? n - first : rpc;
 
 		transpose_chunk(b, flows + first, rows);
+		/* Before first_ns may be scaled down in place. */
+		to_durations(b->cols + (size_t)MM_COL_LAST_NS * rpc, b->cols + (size_t)MM_COL_FIRST_NS * rpc,
+			     rows, &last_min, &last_max);
 		for (unsigned col = 0; col < MM_STORE_N_COLUMNS; col++) {
 			uint64_t *vals = b->cols + (size_t)col * rpc;
 			struct enc_chunk ec;
@@ -188,12 +240,15 @@ static int encode_columns(struct seg_builder *b, const struct mm_flow *flows, si
 			size_t stored_len;
 
 			e.transform = col == MM_COL_LAST_NS ? XF_MINUS_FIRST : XF_NONE;
-			if (e.transform)
-				to_durations(vals, b->cols + (size_t)MM_COL_FIRST_NS * rpc, rows, &e);
+			/* Only the time columns carry clocks coarser than their unit. */
+			e.scale = (uint8_t)(col <= MM_COL_LAST_NS ? scale_down(vals, rows) : 0);
 			enc_encode(vals, rows, mm_store_column_width(col), b->raw, &ec, &b->enc);
-			if (!e.transform) {
-				e.min = ec.min;
-				e.max = ec.max;
+			if (e.transform) {
+				e.min = last_min;
+				e.max = last_max;
+			} else {
+				e.min = ec.min * scale_factor(e.scale);
+				e.max = ec.max * scale_factor(e.scale);
 			}
 			stored = compress_chunk(b, ec.raw_len, &stored_len, &e.codec);
 			rc = payload_reserve(b, stored_len);
