@@ -3,8 +3,8 @@
  * carry content (HTTP URLs, Host headers and bodies, SMTP envelopes, DNS
  * queries and TXT answers, ICMP payloads, IPv6 payloads, and IPFIX/NetFlow
  * elements holding URLs, host names, payload sections, user names and
- * vendor strings) all carry one marker. They are metered, collected,
- * stored, queried and shown in every output format, with and without a
+ * vendor strings) all carry one marker. They are metered (with inline
+ * detection, so alerts are written too), collected, stored, queried and shown in every output format, with and without a
  * jurisdiction; then every byte the commands wrote (the data directories,
  * output files, forwarded IPFIX datagrams, standard output and error) is
  * searched for the marker, raw, in hex and in base64. There must be no hit.
@@ -474,8 +474,9 @@ Test(canary, no_content_reaches_any_output, .timeout = 240)
 	static const char *const formats[] = { "table", "csv", "ndjson", "zeek" };
 	for (size_t i = 0; i < 4; i++) {
 		snprintf(path, sizeof(path), "%s/meter.%s", out_dir, formats[i]);
+		/* --detect: alerts land in the store's alerts/ directory, searched with the rest. */
 		mamori_quiet(&log, (const char *const[]){ "meter", "-w", store_a, "--format", formats[i], "-o", path,
-							  "--ipfix", portarg, pcap, NULL });
+							  "--ipfix", portarg, "--detect", pcap, NULL });
 	}
 	cr_assert_gt(drain_datagrams(fd, out_dir), 0, "the IPFIX export sent nothing");
 	close(fd);
