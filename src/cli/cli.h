@@ -141,20 +141,27 @@ int cli_store_option(const char *command, struct cli_store_options *o, int opt, 
 struct mm_store_target cli_store_target(const struct cli_store_options *o, bool use_default);
 
 /*
- * The jurisdiction options of every command that takes flows in (meter,
- * collect): --config FILE, --jurisdiction CC[,CC...], --sensor NAME|ID.
- * Codes from 544, above the store's.
+ * The options of every command that takes flows in (meter, collect) about
+ * what may be done with them: --config FILE, --jurisdiction CC[,CC...],
+ * --sensor NAME|ID, --authz ID (collection), --detect and --detect-authz ID
+ * (inline detection). Codes from 544, above the store's.
  */
 enum cli_policy_option {
 	CLI_OPT_CONFIG = 544,
 	CLI_OPT_JURISDICTION,
 	CLI_OPT_SENSOR,
+	CLI_OPT_AUTHZ,
+	CLI_OPT_DETECT,
+	CLI_OPT_DETECT_AUTHZ,
 };
 
 #define CLI_POLICY_LONG_OPTIONS                                                 \
 	{ "config", required_argument, NULL, CLI_OPT_CONFIG },                  \
 	{ "jurisdiction", required_argument, NULL, CLI_OPT_JURISDICTION },      \
-	{ "sensor", required_argument, NULL, CLI_OPT_SENSOR }
+	{ "sensor", required_argument, NULL, CLI_OPT_SENSOR },                  \
+	{ "authz", required_argument, NULL, CLI_OPT_AUTHZ },                    \
+	{ "detect", no_argument, NULL, CLI_OPT_DETECT },                        \
+	{ "detect-authz", required_argument, NULL, CLI_OPT_DETECT_AUTHZ }
 
 #define CLI_POLICY_OPTIONS_HELP                                                                  \
 	"    --config FILE\n"                                                                        \
@@ -170,12 +177,28 @@ enum cli_policy_option {
 	"    --sensor NAME|ID\n"                                                                     \
 	"        The sensor these flows are observed at: a [sensor NAME] of the\n"                  \
 	"        configuration, or a number (0..4294967294) stored in every record.\n"              \
-	"        Default: 0.\n"
+	"        Default: 0.\n"                                                                     \
+	"    --authz ID\n"                                                                           \
+	"        Collect under this collect-* authorization (docs/oversight.md). Under\n"           \
+	"        a panel the run is refused (exit status 4) unless one in force covers\n"          \
+	"        the sensor, and only what the authorizations in force cover is kept;\n"          \
+	"        without a panel (lab mode) it runs and says so (unless -q). Either\n"             \
+	"        way the run is audited.\n"                                                          \
+	"    --detect\n"                                                                             \
+	"        Also run the detectors on every kept flow as it is written\n"                      \
+	"        (docs/detect.md): alerts go to DATA/alerts/ as they are raised, with\n"            \
+	"        thresholds from the [detect] section of mamori.conf. Needs an analyze\n"          \
+	"        authorization marked automated (lab mode: runs and says so).\n"                   \
+	"    --detect-authz ID\n"                                                                    \
+	"        --detect under this authorization. Default: any in force that covers it.\n"
 
 struct cli_policy_options {
 	const char *config;       /* --config */
 	const char *jurisdiction; /* --jurisdiction */
 	const char *sensor;       /* --sensor, resolved once the configuration is read */
+	const char *authz;        /* --authz */
+	bool detect;              /* --detect (or --detect-authz) */
+	const char *detect_authz; /* --detect-authz */
 };
 
 /* Takes opt if it is a policy option: 0, or -1 when it is not one. */

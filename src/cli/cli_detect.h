@@ -13,15 +13,6 @@
 #include "mamori/detect.h"
 #include "mamori/intel.h"
 
-#define CLI_DETECT_OPTIONS_HELP                                                                  \
-	"    --detect\n"                                                                             \
-	"        Also run the detectors on every kept flow as it is written\n"                      \
-	"        (docs/detect.md): alerts go to DATA/alerts/ as they are raised, with\n"            \
-	"        thresholds from the [detect] section of mamori.conf. Needs an analyze\n"          \
-	"        authorization marked automated (lab mode: runs and says so).\n"                   \
-	"    --detect-authz ID\n"                                                                    \
-	"        --detect under this authorization. Default: any in force that covers it.\n"
-
 struct cli_detect {
 	const char *command, *dir;
 	struct mm_detect *engine;

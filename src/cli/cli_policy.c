@@ -17,6 +17,9 @@ int cli_policy_option(struct cli_policy_options *o, int opt, const char *arg)
 	case CLI_OPT_CONFIG: o->config = arg; return 0;
 	case CLI_OPT_JURISDICTION: o->jurisdiction = arg; return 0;
 	case CLI_OPT_SENSOR: o->sensor = arg; return 0;
+	case CLI_OPT_AUTHZ: o->authz = arg; return 0;
+	case CLI_OPT_DETECT: o->detect = true; return 0;
+	case CLI_OPT_DETECT_AUTHZ: o->detect = true; o->detect_authz = arg; return 0;
 	default: return -1;
 	}
 }

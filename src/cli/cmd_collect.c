@@ -107,12 +107,6 @@ static const char usage_text[] =
 	"    --count N\n"
 	"        Stop after N messages. Later messages that were already received\n"
 	"        are counted as refused.after-count.\n"
-	"    --authz ID\n"
-	"        Collect under this collect-* authorization (docs/oversight.md).\n"
-	"        Under a panel, collection is refused (exit status 4) unless one in\n"
-	"        force covers the sensor; without a panel (lab mode) it runs and\n"
-	"        says so (unless -q). Either way the run is audited.\n"
-	CLI_DETECT_OPTIONS_HELP
 	"    -q, --quiet\n"
 	"        No stats on standard error (a --stats-file is still written).\n"
 	"    -h, --help\n"
@@ -175,9 +169,6 @@ enum long_only_option {
 	OPT_TEMPLATE_LIFETIME,
 	OPT_DURATION,
 	OPT_COUNT,
-	OPT_AUTHZ,
-	OPT_DETECT,
-	OPT_DETECT_AUTHZ,
 };
 
 static const struct option long_options[] = {
@@ -195,9 +186,6 @@ static const struct option long_options[] = {
 	{ "template-lifetime", required_argument, NULL, OPT_TEMPLATE_LIFETIME },
 	{ "duration", required_argument, NULL, OPT_DURATION },
 	{ "count", required_argument, NULL, OPT_COUNT },
-	{ "authz", required_argument, NULL, OPT_AUTHZ },
-	{ "detect", no_argument, NULL, OPT_DETECT },
-	{ "detect-authz", required_argument, NULL, OPT_DETECT_AUTHZ },
 	CLI_STORE_LONG_OPTIONS,
 	CLI_POLICY_LONG_OPTIONS,
 	{ "quiet", no_argument, NULL, 'q' },
@@ -210,9 +198,6 @@ enum file_mode { FILES_NONE, FILES_READ, FILES_PCAP };
 
 /* What the command line said, before defaults are laid under it. */
 struct collect_options {
-	const char *authz;
-	bool detect;
-	const char *detect_authz;
 	struct mm_collect_listener listeners[MM_COLLECT_LISTENERS_MAX];
 	size_t n_listeners;
 	const char **read_files, **pcap_files;
@@ -321,9 +306,6 @@ static int parse_option(struct collect_options *o, int opt, const char *arg)
 		return cli_parse_duration("collect", "--template-lifetime", arg, &o->lifetime_ns);
 	case OPT_DURATION: return cli_parse_duration("collect", "--duration", arg, &o->duration_ns);
 	case OPT_COUNT: return cli_parse_count("collect", "--count", arg, 1, UINT64_MAX, &o->count);
-	case OPT_AUTHZ: o->authz = arg; return 0;
-	case OPT_DETECT: o->detect = true; return 0;
-	case OPT_DETECT_AUTHZ: o->detect = true; o->detect_authz = arg; return 0;
 	}
 	if (cli_policy_option(&o->policy, opt, arg) == 0)
 		return 0;
@@ -456,12 +438,12 @@ static int run_job(struct collect_options *o)
 	rc = cli_policy_open(&policy, "collect", &o->policy, data_dir);
 	if (rc)
 		return rc;
-	rc = cli_guard_collect(&guard, "collect", o->authz, data_dir, policy.sensor_id, o->quiet);
+	rc = cli_guard_collect(&guard, "collect", o->policy.authz, data_dir, policy.sensor_id, o->quiet);
 	if (rc) {
 		cli_policy_close(&policy);
 		return rc;
 	}
-	if (o->detect && (exit_code = cli_detect_open(&detect, "collect", data_dir, policy.conf, o->detect_authz,
+	if (o->policy.detect && (exit_code = cli_detect_open(&detect, "collect", data_dir, policy.conf, o->policy.detect_authz,
 						      o->quiet)) != 0)
 		goto done;
 	rc = cli_output_open(&out, o->output_path);
@@ -476,7 +458,7 @@ static int run_job(struct collect_options *o)
 		goto done;
 	}
 	build_job(o, &policy, &job, out.fp, stats);
-	if (o->detect)
+	if (o->policy.detect)
 		job.tap = cli_detect_tap(&detect);
 	cli_install_stop_signals(mm_pipeline_collect_stop);
 	rc = mm_pipeline_collect(&job);

@@ -95,12 +95,6 @@ static const char usage_text[] =
 	"        Also export every flow as IPFIX (RFC 7011, biflows per RFC 5103) to a\n"
 	"        collector: UDP by default, TCP with tcp://; IPv6 hosts in brackets.\n"
 	"        Exported, dropped and failed records are counted (ipfix-records-*).\n"
-	"    --authz ID\n"
-	"        Collect under this collect-* authorization (docs/oversight.md).\n"
-	"        Under a panel, metering is refused (exit status 4) unless one in\n"
-	"        force covers the sensor; without a panel (lab mode) it runs and\n"
-	"        says so (unless -q). Either way the run is audited.\n"
-	CLI_DETECT_OPTIONS_HELP
 	"    -q, --quiet\n"
 	"        No counters and no progress on standard error.\n"
 	"    -h, --help\n"
@@ -166,9 +160,6 @@ enum long_only_option {
 	OPT_MAX_FLOWS,
 	OPT_MAX_ENCAP,
 	OPT_IPFIX,
-	OPT_AUTHZ,
-	OPT_DETECT,
-	OPT_DETECT_AUTHZ,
 };
 
 static const struct option long_options[] = {
@@ -183,9 +174,6 @@ static const struct option long_options[] = {
 	{ "max-flows", required_argument, NULL, OPT_MAX_FLOWS },
 	{ "max-encap", required_argument, NULL, OPT_MAX_ENCAP },
 	{ "ipfix", required_argument, NULL, OPT_IPFIX },
-	{ "authz", required_argument, NULL, OPT_AUTHZ },
-	{ "detect", no_argument, NULL, OPT_DETECT },
-	{ "detect-authz", required_argument, NULL, OPT_DETECT_AUTHZ },
 	CLI_STORE_LONG_OPTIONS,
 	CLI_POLICY_LONG_OPTIONS,
 	{ "quiet", no_argument, NULL, 'q' },
@@ -204,9 +192,6 @@ struct meter_options {
 	const char *bpf;
 	const char *output_path;
 	const char *ipfix_dest;
-	const char *authz;
-	bool detect;
-	const char *detect_authz;
 	int snaplen;
 	bool format_set;
 	enum mm_output_format format;
@@ -265,9 +250,6 @@ static int parse_option(struct meter_options *o, int opt, const char *arg)
 	case 'f': o->bpf = arg; break;
 	case 'o': o->output_path = arg; break;
 	case OPT_IPFIX: o->ipfix_dest = arg; break;
-	case OPT_AUTHZ: o->authz = arg; break;
-	case OPT_DETECT: o->detect = true; break;
-	case OPT_DETECT_AUTHZ: o->detect = true; o->detect_authz = arg; break;
 	case 'q': o->quiet = true; break;
 	case 's':
 		rc = cli_parse_count("meter", "--snaplen", arg, 1, MAX_SNAPLEN, &v);
@@ -380,16 +362,18 @@ static int run_job(const struct meter_options *o, char *const *files, int n_file
 	rc = cli_policy_open(&policy, "meter", &o->policy, data_dir);
 	if (rc)
 		return rc;
-	rc = cli_guard_collect(&guard, "meter", o->authz, data_dir, policy.sensor_id, o->quiet);
+	rc = cli_guard_collect(&guard, "meter", o->policy.authz, data_dir, policy.sensor_id, o->quiet);
 	if (rc) {
 		cli_policy_close(&policy);
 		return rc;
 	}
 	job.policy = cli_policy_target(&policy, job.store.dir);
-	exit_code = o->detect ? cli_detect_open(&detect, "meter", data_dir, policy.conf, o->detect_authz, o->quiet) : 0;
+	exit_code = o->policy.detect ? cli_detect_open(&detect, "meter", data_dir, policy.conf, o->policy.detect_authz,
+						       o->quiet)
+				    : 0;
 	if (exit_code)
 		goto done;
-	if (o->detect)
+	if (o->policy.detect)
 		job.tap = cli_detect_tap(&detect);
 	rc = cli_output_open(&out, o->output_path);
 	if (rc) {
