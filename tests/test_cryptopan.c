@@ -693,6 +693,7 @@ Test(cli, bad_lines_are_named_and_skipped_comments_pass)
 	cr_assert(strstr(err, "2 bad lines"), "%s", err);
 	cr_assert_null(strstr(err, "not-an-address"), "the bad line was echoed: %s", err);
 
+	free(err);
 	const char *wide[] = { tu_mamori_bin(), "cryptopan", "-k", in_path, NULL };
 	cr_assert_eq(tu_run(wide, NULL, NULL, &err), 3);
 	cr_assert(strstr(err, "refusing"), "%s", err);
