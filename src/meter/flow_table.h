@@ -64,7 +64,7 @@ struct ft_entry {
 	uint16_t wheel_slot;             /* FT_SLOT_NONE when not filed */
 };
 
-#define FT_CHUNK_SHIFT 12
+#define FT_CHUNK_SHIFT 14 /* 2 MiB of entries: one huge page */
 #define FT_CHUNK_ENTRIES (1u << FT_CHUNK_SHIFT)
 #define FT_WHEEL_SHIFT 28 /* slot width 2^28 ns (0.27 s) */
 #define FT_WHEEL_SLOTS 8192u /* horizon ~36 min: covers the default active timeout */
@@ -91,7 +91,7 @@ struct flow_table {
 
 /*
  * Creates a table holding at most max_flows entries (1 .. 2^31). Memory
- * grows with use: slab chunks of 4096 entries and an index doubled at
+ * grows with use: slab chunks of 16384 entries and an index doubled at
  * 3/4 load. 0, MM_EINVAL, MM_ENOMEM or MM_EIO (no random key).
  */
 int flow_table_new(struct flow_table **out, size_t max_flows);
@@ -110,8 +110,12 @@ uint32_t flow_table_find(const struct flow_table *t, const struct ft_key *key, u
 int flow_table_insert(struct flow_table *t, const struct ft_key *key, uint64_t hash,
 		      uint32_t *out_idx);
 
-/* Unfiles and deletes the entry; lookups of other keys stay correct (backward shift). */
-void flow_table_remove(struct flow_table *t, uint32_t idx);
+/*
+ * Unfiles and deletes the entry, whose key hashes to hash (the caller
+ * usually has it already, or hashes a batch of keys while their index
+ * slots are fetched); lookups of other keys stay correct (backward shift).
+ */
+void flow_table_remove(struct flow_table *t, uint32_t idx, uint64_t hash);
 
 /* Files the entry under deadline_ns (re-filing it if already filed). */
 void flow_table_schedule(struct flow_table *t, uint32_t idx, uint64_t deadline_ns);

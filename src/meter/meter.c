@@ -20,7 +20,7 @@
 #define METER_BATCH 128       /* packets decoded and prefetched together */
 #define SINK_BATCH 256        /* flows handed to the sink per call */
 #define EXPIRE_BUDGET 8       /* wheel entries examined per packet */
-#define PREFETCH_AHEAD 8      /* packets between an entry's prefetch and its use */
+#define PREFETCH_AHEAD 16     /* packets decoded between a slot's prefetch and its entry's */
 #define NS_PER_S 1000000000ull
 
 #define TCP_FIN 0x01
@@ -332,10 +332,16 @@ static void export_entry(struct mm_meter *m, const struct ft_entry *e, uint8_t r
 		flush_sink(m);
 }
 
-static void end_flow(struct mm_meter *m, uint32_t idx, uint8_t reason)
+/* hash: of the entry's key, which the caller has or computed ahead to prefetch its index slot. */
+static void end_flow(struct mm_meter *m, uint32_t idx, uint64_t hash, uint8_t reason)
 {
 	export_entry(m, flow_table_entry(m->flows, idx), reason);
-	flow_table_remove(m->flows, idx);
+	flow_table_remove(m->flows, idx, hash);
+}
+
+static uint64_t entry_hash(const struct mm_meter *m, uint32_t idx)
+{
+	return flow_table_hash(m->flows, &flow_table_entry(m->flows, idx)->key);
 }
 
 /* ---- timeouts ----------------------------------------------------------- */
@@ -369,19 +375,38 @@ static uint64_t deadline_of(const struct mm_meter *m, const struct ft_entry *e, 
 	return dl;
 }
 
-/* Examines up to budget due wheel entries: ends those past their real deadline, re-files the rest. */
+/*
+ * Examines up to budget due wheel entries: ends those past their real
+ * deadline, re-files the rest. Entries that end are gathered a few at a
+ * time with their index slots prefetched, so the slot misses of one group
+ * overlap instead of following one another.
+ */
 static void expire_due(struct mm_meter *m, size_t budget)
 {
-	uint32_t idx;
-	uint8_t reason;
+	uint32_t due[EXPIRE_BUDGET];
+	uint64_t hash[EXPIRE_BUDGET];
+	uint8_t why[EXPIRE_BUDGET];
+	uint32_t idx = 0;
 
-	while (budget-- && (idx = flow_table_next_due(m->flows, m->now_ns)) != FT_NONE) {
-		uint64_t dl = deadline_of(m, flow_table_entry(m->flows, idx), &reason);
+	while (budget && idx != FT_NONE) {
+		size_t n = 0;
 
-		if (dl <= m->now_ns)
-			end_flow(m, idx, reason);
-		else
-			flow_table_schedule(m->flows, idx, dl);
+		while (budget && n < EXPIRE_BUDGET &&
+		       (idx = flow_table_next_due(m->flows, m->now_ns)) != FT_NONE) {
+			uint64_t dl = deadline_of(m, flow_table_entry(m->flows, idx), &why[n]);
+
+			budget--;
+			if (dl > m->now_ns) {
+				flow_table_schedule(m->flows, idx, dl);
+				continue;
+			}
+			due[n] = idx;
+			hash[n] = entry_hash(m, idx);
+			flow_table_prefetch_slot(m->flows, hash[n]);
+			n++;
+		}
+		for (size_t i = 0; i < n; i++)
+			end_flow(m, due[i], hash[i], why[i]);
 	}
 }
 
@@ -390,7 +415,7 @@ static void end_all(struct mm_meter *m)
 	uint32_t idx;
 
 	while ((idx = flow_table_pop_earliest(m->flows)) != FT_NONE)
-		end_flow(m, idx, MM_END_FORCED);
+		end_flow(m, idx, entry_hash(m, idx), MM_END_FORCED);
 	frag_table_clear(m->frags);
 }
 
@@ -425,7 +450,7 @@ static bool evict_one(struct mm_meter *m)
 		return false;
 	if (deadline_of(m, flow_table_entry(m->flows, idx), &reason) > m->now_ns)
 		reason = MM_END_RESOURCE;
-	end_flow(m, idx, reason);
+	end_flow(m, idx, entry_hash(m, idx), reason);
 	return true;
 }
 
@@ -593,18 +618,19 @@ static void update_flow(struct mm_meter *m, uint32_t idx, uint64_t ts_ns,
 }
 
 /* A found entry whose time is up, or a closed TCP flow reopened by a fresh SYN, ends first. */
-static bool ends_before_packet(struct mm_meter *m, uint32_t idx, const struct mm_pkt_ip *ip)
+static bool ends_before_packet(struct mm_meter *m, uint32_t idx, uint64_t hash,
+			       const struct mm_pkt_ip *ip)
 {
 	const struct ft_entry *e = flow_table_entry(m->flows, idx);
 	uint8_t reason;
 
 	if (deadline_of(m, e, &reason) <= m->now_ns) {
-		end_flow(m, idx, reason);
+		end_flow(m, idx, hash, reason);
 		return true;
 	}
 	if (ip->proto == PROTO_TCP && (e->state & FT_CLOSED) &&
 	    (ip->tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN) {
-		end_flow(m, idx, MM_END_EOF);
+		end_flow(m, idx, hash, MM_END_EOF);
 		return true;
 	}
 	return false;
@@ -617,7 +643,7 @@ static uint64_t account_layer(struct mm_meter *m, uint64_t ts_ns, const struct m
 {
 	uint32_t idx = flow_table_find(m->flows, &lk->key, lk->hash);
 
-	if (idx != FT_NONE && ends_before_packet(m, idx, ip))
+	if (idx != FT_NONE && ends_before_packet(m, idx, lk->hash, ip))
 		idx = FT_NONE;
 	if (idx == FT_NONE) {
 		idx = create_flow(m, ts_ns, ip, lk);
@@ -729,7 +755,11 @@ void mm_meter_packets(struct mm_meter *m, const struct mm_raw_packet *pkts, size
 	for (size_t off = 0; off < n; off += METER_BATCH) {
 		size_t k = n - off < METER_BATCH ? n - off : METER_BATCH;
 
-		/* Decode and hash the batch, prefetching index slots... */
+		/*
+		 * Decode and hash the batch, prefetching index slots; a packet's
+		 * entry is fetched PREFETCH_AHEAD packets after its slot, once the
+		 * slot has arrived...
+		 */
 		for (size_t i = 0; i < k; i++) {
 			const struct mm_raw_packet *r = &pkts[off + i];
 
@@ -737,16 +767,17 @@ void mm_meter_packets(struct mm_meter *m, const struct mm_raw_packet *pkts, size
 							    m->cfg.max_encap_depth, &m->batch[i]);
 			m->batch_ntp_mode[i] = ntp_mode_of(m, r, &m->batch[i]);
 			prepare_keys(m, &m->batch[i], m->batch_keys[i]);
+			if (i >= PREFETCH_AHEAD)
+				prefetch_entries(m, i - PREFETCH_AHEAD);
 		}
 		/*
-		 * ...then update the table, fetching the entries PREFETCH_AHEAD
-		 * packets early so their misses overlap the work in between.
+		 * ...then the last few, and update the table: every entry was
+		 * requested long enough before its use (even for the first
+		 * packets of a batch) for the miss to be over.
 		 */
-		for (size_t i = 0; i < k && i < PREFETCH_AHEAD; i++)
+		for (size_t i = k > PREFETCH_AHEAD ? k - PREFETCH_AHEAD : 0; i < k; i++)
 			prefetch_entries(m, i);
 		for (size_t i = 0; i < k; i++) {
-			if (i + PREFETCH_AHEAD < k)
-				prefetch_entries(m, i + PREFETCH_AHEAD);
 			account_packet(m, pkts[off + i].ts_ns, pkts[off + i].wire_len,
 				       m->batch_anom[i], &m->batch[i], m->batch_keys[i],
 				       m->batch_ntp_mode[i]);

@@ -225,6 +225,9 @@ static int open_classic(struct pcap_file *pf, uint32_t magic)
 	return 0;
 }
 
+/* Bytes ahead of the current record that next_classic asks the cache for. */
+#define PCAP_READ_AHEAD 1024
+
 static int next_classic(struct pcap_file *pf, struct mm_raw_packet *pkt)
 {
 	size_t at = pf->pos, left = pf->len - at;
@@ -239,6 +242,16 @@ static int next_classic(struct pcap_file *pf, struct mm_raw_packet *pkt)
 		return stop_at(pf, at, MM_CAPERR_TRUNCATED_RECORD, MM_ETRUNC,
 			       "file ends %zu bytes into the %u-byte record header", left,
 			       PCAP_REC_HDR_LEN);
+	}
+	/*
+	 * The mapped file is read once, so every record header is a cache
+	 * miss, and the hardware prefetcher stops at each 4 KiB page. Asking
+	 * for the bytes a few records ahead (two lines: more than one record
+	 * of headers-only snaplen) keeps the stream in cache.
+	 */
+	if (__builtin_expect(left > PCAP_READ_AHEAD + 128, 1)) {
+		__builtin_prefetch(rec + PCAP_READ_AHEAD);
+		__builtin_prefetch(rec + PCAP_READ_AHEAD + 64);
 	}
 	sec = load32(pf, rec);
 	frac = load32(pf, rec + 4);
