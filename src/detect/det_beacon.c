@@ -374,6 +374,41 @@ static void history_add(struct beacon_entry *e, uint64_t first_ns, uint64_t byte
 	e->total++;
 }
 
+/* The pair f belongs to, or false when f is not a beacon candidate. */
+static bool beacon_key_of(const struct mm_detect *d, const struct beacon_state *s, const struct mm_flow *f,
+			  const struct det_flow_info *fi, struct beacon_key *k)
+{
+	const struct mm_detect_config *c = &d->cfg;
+
+	if (f->proto != 6 && f->proto != 17)
+		return false;
+	if (s->ignored[f->dst_port / 8] & (1u << (f->dst_port % 8)))
+		return false;
+	/* Implants call out: from inside to outside, when the inside is known. */
+	if ((c->n_domestic || c->is_domestic || (f->flags & (MM_FLOW_SRC_DOMESTIC | MM_FLOW_DST_DOMESTIC))) &&
+	    (!fi->src_dom || fi->dst_dom))
+		return false;
+	memset(k, 0, sizeof(*k));
+	k->src = f->src;
+	k->dst = f->dst;
+	k->port = f->dst_port;
+	k->proto = f->proto;
+	return true;
+}
+
+static void beacon_prefetch(struct mm_detect *d, const struct mm_flow *f, struct det_flow_info *fi)
+{
+	struct beacon_state *s = d->state[MM_DET_BEACON];
+	struct beacon_key k;
+	uint64_t h;
+
+	if (!beacon_key_of(d, s, f, fi, &k))
+		return;
+	h = fi->h_key[MM_DET_BEACON] = det_table_hash(&s->t, &k);
+	det_table_prefetch(&s->t, h);
+	__builtin_prefetch(&s->recent[h & s->recent_mask], 1);
+}
+
 static void beacon_flow(struct mm_detect *d, const struct mm_flow *f)
 {
 	struct beacon_state *s = d->state[MM_DET_BEACON];
@@ -381,23 +416,12 @@ static void beacon_flow(struct mm_detect *d, const struct mm_flow *f)
 	struct beacon_key k;
 	struct beacon_entry *e;
 	bool created;
+	uint64_t h = d->cur.h_key[MM_DET_BEACON];
 
-	if (f->proto != 6 && f->proto != 17)
+	if (!beacon_key_of(d, s, f, &d->cur, &k))
 		return;
-	if (s->ignored[f->dst_port / 8] & (1u << (f->dst_port % 8)))
-		return;
-	/* Implants call out: from inside to outside, when the inside is known. */
-	if ((c->n_domestic || c->is_domestic || (f->flags & (MM_FLOW_SRC_DOMESTIC | MM_FLOW_DST_DOMESTIC))) &&
-	    (!det_src_domestic(d, f) || det_dst_domestic(d, f)))
-		return;
-	memset(&k, 0, sizeof(k));
-	k.src = f->src;
-	k.dst = f->dst;
-	k.port = f->dst_port;
-	k.proto = f->proto;
-	e = det_table_find(&s->t, &k);
+	e = det_table_find_h(&s->t, &k, h);
 	if (!e) {
-		uint64_t h = det_hash(d, &k, sizeof(k));
 		struct beacon_recent *r = &s->recent[h & s->recent_mask];
 		uint32_t seen = det_cms_add(&s->seen, h, 1);
 
@@ -408,7 +432,7 @@ static void beacon_flow(struct mm_detect *d, const struct mm_flow *f)
 			r->bytes = mm_flow_bytes(f);
 			return;
 		}
-		e = det_table_get(&s->t, &k, d->now, &created);
+		e = det_table_get_h(&s->t, &k, h, d->now, &created);
 		/* Popularity counts sources that came back: fewer increments, fewer sketch collisions. */
 		if (seen == 2)
 			count_add(&s->popular, service_key(&k), d->now);
@@ -478,6 +502,7 @@ const struct det_ops det_beacon_ops = {
 	.name = "beacon",
 	.mem_share = 30,
 	.init = beacon_init,
+	.prefetch = beacon_prefetch,
 	.flow = beacon_flow,
 	.tick = beacon_tick,
 	.flush = beacon_flush,

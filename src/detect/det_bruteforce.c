@@ -115,16 +115,16 @@ static void bf_raise(struct mm_detect *d, struct bf_entry *e)
 	det_emit(d, &a);
 }
 
-/* Counts one short session in the entry for k; src_hash names the source for network entries. */
-static void account(struct mm_detect *d, struct bf_state *s, const struct bf_key *k, const struct mm_flow *f,
-		    bool answered, uint32_t src_hash)
+/* Counts one short session in the entry for k (hash h); src_hash names the source for network entries. */
+static void account(struct mm_detect *d, struct bf_state *s, const struct bf_key *k, uint64_t h,
+		    const struct mm_flow *f, bool answered, uint32_t src_hash)
 {
 	const struct mm_detect_config *c = &d->cfg;
 	uint64_t bytes = mm_flow_bytes(f);
 	struct bf_entry *e;
 	bool created, known = false;
 
-	e = det_table_get(&s->t, k, d->now, &created);
+	e = det_table_get_h(&s->t, k, h, d->now, &created);
 	if (created || d->now - e->win_start > c->bruteforce.window_ns) {
 		bool alerted = e->alerted;
 
@@ -157,29 +157,50 @@ static void account(struct mm_detect *d, struct bf_state *s, const struct bf_key
 	}
 }
 
+/* The (source host, destination, port) key of a short session on a watched port; false for other flows. */
+static bool bf_key_of(const struct mm_detect *d, const struct bf_state *s, const struct mm_flow *f,
+		      struct bf_key *k)
+{
+	const struct mm_detect_config *c = &d->cfg;
+
+	if ((f->proto != 6 && f->proto != 17) || !(s->watched[f->dst_port / 8] & (1u << (f->dst_port % 8))))
+		return false;
+	if (mm_flow_bytes(f) > c->bruteforce.max_bytes || f->last_ns - f->first_ns > c->bruteforce.max_duration_ns)
+		return false;
+	memset(k, 0, sizeof(*k));
+	k->src = f->src;
+	k->dst = f->dst;
+	k->port = f->dst_port;
+	k->proto = f->proto;
+	return true;
+}
+
+static void bf_prefetch(struct mm_detect *d, const struct mm_flow *f, struct det_flow_info *fi)
+{
+	struct bf_state *s = d->state[MM_DET_BRUTEFORCE];
+	struct bf_key k;
+
+	if (!bf_key_of(d, s, f, &k))
+		return;
+	fi->h_key[MM_DET_BRUTEFORCE] = det_table_hash(&s->t, &k);
+	det_table_prefetch(&s->t, fi->h_key[MM_DET_BRUTEFORCE]);
+}
+
 static void bf_flow(struct mm_detect *d, const struct mm_flow *f)
 {
 	struct bf_state *s = d->state[MM_DET_BRUTEFORCE];
-	const struct mm_detect_config *c = &d->cfg;
 	struct bf_key k;
 	struct mm_prefix net;
 	bool answered;
 
-	if ((f->proto != 6 && f->proto != 17) || !(s->watched[f->dst_port / 8] & (1u << (f->dst_port % 8))))
-		return;
-	if (mm_flow_bytes(f) > c->bruteforce.max_bytes || f->last_ns - f->first_ns > c->bruteforce.max_duration_ns)
+	if (!bf_key_of(d, s, f, &k))
 		return;
 	answered = det_flow_replied(f);
-	memset(&k, 0, sizeof(k));
-	k.src = f->src;
-	k.dst = f->dst;
-	k.port = f->dst_port;
-	k.proto = f->proto;
-	account(d, s, &k, f, answered, 0);
+	account(d, s, &k, d->cur.h_key[MM_DET_BRUTEFORCE], f, answered, 0);
 	(void)mm_prefix_from_addr(&net, &f->src, mm_addr_is_v4(&f->src) ? 24 : 64);
 	k.src = net.addr;
 	k.network = 1;
-	account(d, s, &k, f, answered, (uint32_t)det_hash(d, &f->src, sizeof(f->src)));
+	account(d, s, &k, det_table_hash(&s->t, &k), f, answered, (uint32_t)d->cur.h_src);
 }
 
 static void bf_tick(struct mm_detect *d, uint64_t now)
@@ -202,6 +223,7 @@ const struct det_ops det_bruteforce_ops = {
 	.name = "bruteforce",
 	.mem_share = 10,
 	.init = bf_init,
+	.prefetch = bf_prefetch,
 	.flow = bf_flow,
 	.tick = bf_tick,
 	.release = bf_release,

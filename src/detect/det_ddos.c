@@ -170,7 +170,7 @@ static struct ddos_counter *counter_for(struct mm_detect *d, struct ddos_state *
 
 	memset(&k, 0, sizeof(k));
 	k.dst = f->dst;
-	ix = det_table_get(&s->index, &k, d->now, &created);
+	ix = det_table_get_h(&s->index, &k, d->cur.h_dst, d->now, &created);
 	if (!created)
 		return &s->c[ix->counter];
 	if (s->n < s->k) {
@@ -187,7 +187,7 @@ static struct ddos_counter *counter_for(struct mm_detect *d, struct ddos_state *
 		old.dst = s->c[num].dst;
 		det_table_remove(&s->index, det_table_find(&s->index, &old));
 		/* The removal may have shifted the new key's entry: find it again. */
-		ix = det_table_find(&s->index, &k);
+		ix = det_table_find_h(&s->index, &k, d->cur.h_dst);
 	}
 	ix->counter = num;
 	c = &s->c[num];
@@ -232,7 +232,7 @@ static void ddos_flow(struct mm_detect *d, const struct mm_flow *f)
 	} else if (f->proto == 1 || f->proto == 58) {
 		c->vec_packets[V_ICMP] += pk;
 	}
-	det_hll_add(&c->sources, det_hash(d, &f->src, sizeof(f->src)));
+	det_hll_add(&c->sources, d->cur.h_src);
 	det_cover_add(&c->src_cover, &f->src);
 	det_example_keep(c->ex, &c->n_ex, f);
 	heap_down(s, c->heap_pos);
@@ -367,6 +367,14 @@ static void close_window(struct mm_detect *d, struct ddos_state *s)
 	s->n = 0;
 }
 
+static void ddos_prefetch(struct mm_detect *d, const struct mm_flow *f, struct det_flow_info *fi)
+{
+	(void)f;
+	struct ddos_state *s = d->state[MM_DET_DDOS];
+
+	det_table_prefetch(&s->index, fi->h_dst);
+}
+
 static void ddos_tick(struct mm_detect *d, uint64_t now)
 {
 	struct ddos_state *s = d->state[MM_DET_DDOS];
@@ -404,6 +412,7 @@ const struct det_ops det_ddos_ops = {
 	.name = "ddos",
 	.mem_share = 10,
 	.init = ddos_init,
+	.prefetch = ddos_prefetch,
 	.flow = ddos_flow,
 	.tick = ddos_tick,
 	.flush = ddos_flush,

@@ -101,19 +101,19 @@ static void count_pair(struct mm_detect *d, struct exfil_state *s, const struct 
 	det_cms_add(&s->counted, pair_hash, 1);
 	memset(&pk, 0, sizeof(pk));
 	pk.host = k->peer;
-	p = det_table_get(&s->peers, &pk, d->now, &created);
+	p = det_table_get_h(&s->peers, &pk, d->cur.h_dst, d->now, &created);
 	p->hosts++;
 }
 
 /* Distinct internal hosts seen opening connections to peer. */
-static uint32_t popularity(struct exfil_state *s, const struct mm_addr *peer)
+static uint32_t popularity(struct mm_detect *d, struct exfil_state *s, const struct mm_addr *peer)
 {
 	struct host_key pk;
 	struct peer_entry *p;
 
 	memset(&pk, 0, sizeof(pk));
 	pk.host = *peer;
-	p = det_table_find(&s->peers, &pk);
+	p = det_table_find_h(&s->peers, &pk, d->cur.h_dst);
 	return p ? p->hosts : 0;
 }
 
@@ -178,7 +178,7 @@ static struct host_entry *host_account(struct mm_detect *d, struct exfil_state *
 
 	memset(&k, 0, sizeof(k));
 	k.host = *h;
-	e = det_table_get(&s->hosts, &k, d->now, &created);
+	e = det_table_get_h(&s->hosts, &k, d->cur.h_src, d->now, &created);
 	if (created) {
 		e->hour = hour;
 	} else if (hour > e->hour) {
@@ -195,11 +195,17 @@ static struct host_entry *host_account(struct mm_detect *d, struct exfil_state *
 	return e;
 }
 
+static void pair_key_of(struct pair_key *k, const struct mm_flow *f)
+{
+	memset(k, 0, sizeof(*k));
+	k->host = f->src;
+	k->peer = f->dst;
+}
+
 static void exfil_flow(struct mm_detect *d, const struct mm_flow *f)
 {
 	struct exfil_state *s = d->state[MM_DET_EXFIL];
 	const struct mm_detect_config *c = &d->cfg;
-	bool src_dom = det_src_domestic(d, f), dst_dom = det_dst_domestic(d, f);
 	struct pair_key k;
 	struct pair_entry *e;
 	struct host_entry *he;
@@ -207,24 +213,22 @@ static void exfil_flow(struct mm_detect *d, const struct mm_flow *f)
 	bool created;
 	uint32_t pop;
 
-	if (!src_dom || dst_dom)
+	if (!d->cur.src_dom || d->cur.dst_dom)
 		return;
-	memset(&k, 0, sizeof(k));
-	k.host = f->src;
-	k.peer = f->dst;
+	pair_key_of(&k, f);
 	out = f->fwd_bytes;
 	in = f->rev_bytes;
-	pairh = det_hash(d, &k, sizeof(k));
+	pairh = d->cur.h_key[MM_DET_EXFIL];
 	count_pair(d, s, &k, pairh);
 	/* Bytes of a pair under watch do not teach its host's baseline: the
 	 * upload being judged must not raise the bar it is judged against. */
-	e = det_table_find(&s->pairs, &k);
+	e = det_table_find_h(&s->pairs, &k, pairh);
 	he = host_account(d, s, &k.host, e ? 0 : out);
 	if (!e) {
 		if (out <= in || det_cms_add(&s->pair_bytes, pairh, (uint32_t)(out > UINT32_MAX ? UINT32_MAX : out)) <
 					 c->exfil.min_bytes / 16)
 			return;
-		e = det_table_get(&s->pairs, &k, d->now, &created);
+		e = det_table_get_h(&s->pairs, &k, pairh, d->now, &created);
 	}
 	e->h.last_ns = d->now;
 	if (e->win_start == 0 || d->now - e->win_start > c->exfil.window_ns) {
@@ -250,7 +254,7 @@ static void exfil_flow(struct mm_detect *d, const struct mm_flow *f)
 	if (e->alerted || e->out_bytes < c->exfil.min_bytes ||
 	    (double)e->out_bytes < c->exfil.min_out_in_ratio * (double)e->in_bytes)
 		return;
-	pop = popularity(s, &k.peer);
+	pop = popularity(d, s, &k.peer);
 	if (pop > c->exfil.rare_max_hosts)
 		return;
 	if (he->hours_seen && he->baseline > 0 && (double)e->out_bytes < c->exfil.baseline_factor * he->baseline)
@@ -263,6 +267,20 @@ static void reset_peer(void *ctx, void *entry)
 {
 	(void)ctx;
 	((struct peer_entry *)entry)->hosts = 0;
+}
+
+/* Every outbound flow updates its host's hourly account and looks its pair up. */
+static void exfil_prefetch(struct mm_detect *d, const struct mm_flow *f, struct det_flow_info *fi)
+{
+	struct exfil_state *s = d->state[MM_DET_EXFIL];
+	struct pair_key k;
+
+	if (!fi->src_dom || fi->dst_dom)
+		return;
+	pair_key_of(&k, f);
+	fi->h_key[MM_DET_EXFIL] = det_table_hash(&s->pairs, &k);
+	det_table_prefetch(&s->hosts, fi->h_src);
+	det_table_prefetch(&s->pairs, fi->h_key[MM_DET_EXFIL]);
 }
 
 static void exfil_tick(struct mm_detect *d, uint64_t now)
@@ -301,6 +319,7 @@ const struct det_ops det_exfil_ops = {
 	.name = "exfil",
 	.mem_share = 15,
 	.init = exfil_init,
+	.prefetch = exfil_prefetch,
 	.flow = exfil_flow,
 	.tick = exfil_tick,
 	.release = exfil_release,

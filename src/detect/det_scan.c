@@ -186,7 +186,7 @@ static void raise_trw(struct mm_detect *d, struct scan_entry *e)
 static void trw_step(struct mm_detect *d, struct scan_state *s, struct scan_entry *e, const struct mm_flow *f,
 		     bool ok)
 {
-	uint32_t dh = (uint32_t)det_hash(d, &f->dst, sizeof(f->dst));
+	uint32_t dh = (uint32_t)d->cur.h_dst;
 
 	for (unsigned i = 0; i < e->n_seen; i++)
 		if (e->seen[i] == dh)
@@ -231,15 +231,18 @@ static void scan_flow(struct mm_detect *d, const struct mm_flow *f)
 
 	memset(&k, 0, sizeof(k));
 	k.src = f->src;
-	e = det_table_get(&s->t, &k, d->now, &created);
+	e = det_table_get_h(&s->t, &k, d->cur.h_src, d->now, &created);
 	if (created || d->now - e->win_start > d->cfg.scan.window_ns) {
 		e->win_start = d->now;
 		e->win_first = f->first_ns;
-		e->flows = e->fails = e->succ = e->top_count = 0;
-		e->n_ex = 0;
-		memset(&e->cover, 0, sizeof(e->cover));
-		memset(&e->hosts, 0, sizeof(e->hosts));
-		memset(&e->ports, 0, sizeof(e->ports));
+		/* A new entry comes zeroed: only a reused one needs its window cleared. */
+		if (!created) {
+			e->flows = e->fails = e->succ = e->top_count = 0;
+			e->n_ex = 0;
+			memset(&e->cover, 0, sizeof(e->cover));
+			memset(&e->hosts, 0, sizeof(e->hosts));
+			memset(&e->ports, 0, sizeof(e->ports));
+		}
 	}
 	if (f->first_ns < e->win_first)
 		e->win_first = f->first_ns;
@@ -262,12 +265,20 @@ static void scan_flow(struct mm_detect *d, const struct mm_flow *f)
 	det_cover_add(&e->cover, &f->dst);
 	if (!ok)
 		det_example_keep(e->ex, &e->n_ex, f);
-	grew = det_hll_add_new(&e->hosts, det_hash(d, &f->dst, sizeof(f->dst)));
+	grew = det_hll_add_new(&e->hosts, d->cur.h_dst);
 	grew |= det_hll_add_new(&e->ports, det_hash(d, &pk, sizeof(pk)));
 	if (grew && e->flows >= d->cfg.scan.block_min_hosts)
 		check_window(d, e);
 	if (f->proto == 6)
 		trw_step(d, s, e, f, ok);
+}
+
+static void scan_prefetch(struct mm_detect *d, const struct mm_flow *f, struct det_flow_info *fi)
+{
+	(void)f;
+	struct scan_state *s = d->state[MM_DET_SCAN];
+
+	det_table_prefetch(&s->t, fi->h_src);
 }
 
 static void scan_tick(struct mm_detect *d, uint64_t now)
@@ -292,6 +303,7 @@ const struct det_ops det_scan_ops = {
 	.name = "scan",
 	.mem_share = 25,
 	.init = scan_init,
+	.prefetch = scan_prefetch,
 	.flow = scan_flow,
 	.tick = scan_tick,
 	.release = scan_release,

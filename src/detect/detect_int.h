@@ -52,6 +52,17 @@ void det_table_release(struct det_table *t);
 void *det_table_find(struct det_table *t, const void *key);
 /* Finds or inserts (zeroed beyond the key; *created set); stamps last_ns = now. Never NULL. */
 void *det_table_get(struct det_table *t, const void *key, uint64_t now, bool *created);
+/*
+ * The same with the key's hash already known, so a detector hashes each
+ * key once per flow: h must be det_table_hash(t, key), which is also
+ * det_hash() of the key (a table keyed by one address alone can take the
+ * engine's per-flow address hash, struct det_flow_info).
+ */
+uint64_t det_table_hash(const struct det_table *t, const void *key);
+void *det_table_find_h(struct det_table *t, const void *key, uint64_t h);
+void *det_table_get_h(struct det_table *t, const void *key, uint64_t h, uint64_t now, bool *created);
+/* Starts loading the home slot of hash h into the cache (no effect on the table). */
+void det_table_prefetch(const struct det_table *t, uint64_t h);
 /* Removes an entry that det_table_find/get returned (no callback). */
 void det_table_remove(struct det_table *t, void *entry);
 /* Looks at up to budget slots from a cursor and expires entries idle for ttl (on_drop told). */
@@ -100,10 +111,28 @@ void det_cover_prefix(const struct det_cover *c, struct mm_prefix *out);
 
 /* --- the engine (engine.c) ------------------------------------------------- */
 
+/*
+ * What the engine works out once per flow for every detector: the keyed
+ * hashes of both addresses (det_hash of each: sketches take them, and a
+ * table keyed by one address alone finds its slot from them) and which
+ * ends are domestic (the policy's mark, else the configured prefixes).
+ */
+struct det_flow_info {
+	uint64_t h_src, h_dst;
+	bool src_dom, dst_dom;
+	/* A detector's own key hash, left by its prefetch for its flow() (unset when the flow is filtered). */
+	uint64_t h_key[MM_DET_COUNT];
+};
+
 struct det_ops {
 	const char *name;
 	unsigned mem_share; /* percent of memory_cap */
 	int (*init)(struct mm_detect *d, size_t mem_bytes);
+	/* Optional: prefetches the state a coming flow will touch. The engine
+	 * calls it for a batch of flows before handing them to flow() one by
+	 * one, so the cache misses of the batch overlap instead of queueing. */
+	void (*prefetch)(struct mm_detect *d, const struct mm_flow *f, struct det_flow_info *fi);
+	/* d->cur holds f's det_flow_info. */
 	void (*flow)(struct mm_detect *d, const struct mm_flow *f);
 	void (*tick)(struct mm_detect *d, uint64_t now); /* about once per stream second */
 	void (*flush)(struct mm_detect *d);              /* end of input */
@@ -139,6 +168,11 @@ struct mm_detect {
 	size_t sweep_budget;
 	uint64_t flows_at_tick;
 	struct mm_intel_snap *snap; /* held during a feed or flush */
+	struct det_flow_info cur;   /* of the flow being processed */
+	/* Released flows waiting to be processed as one batch (engine.c, process_pending). */
+#define DET_BATCH 16
+	struct mm_flow pending[DET_BATCH];
+	size_t n_pending;
 
 	void *state[MM_DET_COUNT];
 	struct mm_detect_stats stats;
@@ -147,10 +181,6 @@ struct mm_detect {
 /* The keyed hash of len bytes under the engine's key. */
 uint64_t det_hash(const struct mm_detect *d, const void *p, size_t len);
 
-bool det_is_domestic(const struct mm_detect *d, const struct mm_addr *a);
-/* Whether an end of f is domestic: the policy's mark (pseudonymised ends), else the prefixes. */
-bool det_src_domestic(const struct mm_detect *d, const struct mm_flow *f);
-bool det_dst_domestic(const struct mm_detect *d, const struct mm_flow *f);
 
 /* Connection outcome used by scan and bruteforce: a reply came (TCP: handshake answered). */
 bool det_flow_replied(const struct mm_flow *f);

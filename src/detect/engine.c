@@ -64,17 +64,7 @@ uint64_t det_hash(const struct mm_detect *d, const void *p, size_t len)
 	return mm_siphash13(&d->key, p, len);
 }
 
-bool det_src_domestic(const struct mm_detect *d, const struct mm_flow *f)
-{
-	return (f->flags & MM_FLOW_SRC_DOMESTIC) || det_is_domestic(d, &f->src);
-}
-
-bool det_dst_domestic(const struct mm_detect *d, const struct mm_flow *f)
-{
-	return (f->flags & MM_FLOW_DST_DOMESTIC) || det_is_domestic(d, &f->dst);
-}
-
-bool det_is_domestic(const struct mm_detect *d, const struct mm_addr *a)
+static bool is_domestic(const struct mm_detect *d, const struct mm_addr *a)
 {
 	if (d->cfg.is_domestic)
 		return d->cfg.is_domestic(d->cfg.domestic_ctx, a);
@@ -82,6 +72,18 @@ bool det_is_domestic(const struct mm_detect *d, const struct mm_addr *a)
 		if (mm_prefix_contains(&d->cfg.domestic[i], a))
 			return true;
 	return false;
+}
+
+/* Hashes and sides of f, once for every detector (struct det_flow_info). */
+static void flow_info(const struct mm_detect *d, const struct mm_flow *f, struct det_flow_info *fi)
+{
+	*fi = (struct det_flow_info){ .h_src = det_hash(d, &f->src, sizeof(f->src)),
+				      .h_dst = det_hash(d, &f->dst, sizeof(f->dst)) };
+	/* Only beacon and exfil ask; the prefix walk is skipped when neither runs. */
+	if (d->cfg.enabled & ((1u << MM_DET_BEACON) | (1u << MM_DET_EXFIL))) {
+		fi->src_dom = (f->flags & MM_FLOW_SRC_DOMESTIC) || is_domestic(d, &f->src);
+		fi->dst_dom = (f->flags & MM_FLOW_DST_DOMESTIC) || is_domestic(d, &f->dst);
+	}
 }
 
 #define TCP_SYN 0x02
@@ -291,7 +293,7 @@ static void run_ticks(struct mm_detect *d)
 	d->next_tick = d->now - d->now % MM_NS_PER_SEC + MM_NS_PER_SEC;
 }
 
-static void process(struct mm_detect *d, const struct mm_flow *f)
+static void process(struct mm_detect *d, const struct mm_flow *f, const struct det_flow_info *fi)
 {
 	if (d->any_done && flow_cmp(f, &d->last_done) < 0)
 		d->stats.flows_late++;
@@ -302,24 +304,63 @@ static void process(struct mm_detect *d, const struct mm_flow *f)
 		d->now = f->last_ns;
 		run_ticks(d);
 	}
+	d->cur = *fi;
 	for (unsigned k = 0; k < MM_DET_COUNT; k++)
 		if (d->cfg.enabled & (1u << k))
 			all_ops[k]->flow(d, f);
 	d->stats.flows_processed++;
 }
 
-static void release_ready(struct mm_detect *d)
+/*
+ * Software pipelining: flows leave the reorder buffer one by one, exactly
+ * as they would be processed one at a time, but wait in d->pending until
+ * DET_BATCH of them (or the end of the feed call) have come out. Then the
+ * hashes of every pending flow are computed and the detectors' table
+ * slots for them prefetched, and only then do the flows go through the
+ * detectors, in order. A flow's processing never changes what the buffer
+ * releases, so the flows, their order and the stream clock are those of
+ * one-at-a-time processing; only the memory loads overlap. Prefetching is
+ * a hint: state that changed in between (an eviction, a shifted slot)
+ * costs a miss, never a different result.
+ */
+static void process_pending(struct mm_detect *d)
 {
-	struct mm_flow f;
+	struct det_flow_info fi[DET_BATCH];
+	size_t n = d->n_pending;
 
+	for (size_t i = 0; i < n; i++) {
+		flow_info(d, &d->pending[i], &fi[i]);
+		for (unsigned k = 0; k < MM_DET_COUNT; k++)
+			if ((d->cfg.enabled & (1u << k)) && all_ops[k]->prefetch)
+				all_ops[k]->prefetch(d, &d->pending[i], &fi[i]);
+	}
+	for (size_t i = 0; i < n; i++)
+		process(d, &d->pending[i], &fi[i]);
+	d->n_pending = 0;
+}
+
+/* Takes out the buffered flows that are ready (all of them at end of input). */
+static void release(struct mm_detect *d, bool all)
+{
 	while (buffered(d)) {
 		const struct mm_flow *m = peek_min(d);
 
-		if (buffered(d) < d->cfg.max_buffered && m->last_ns + d->cfg.reorder_ns > d->max_last_seen)
-			break;
-		if (buffered(d) >= d->cfg.max_buffered && m->last_ns + d->cfg.reorder_ns > d->max_last_seen)
-			d->stats.reorder_overflow++;
-		process(d, pop_min(d, &f));
+		if (!all) {
+			bool due = m->last_ns + d->cfg.reorder_ns <= d->max_last_seen;
+
+			if (buffered(d) < d->cfg.max_buffered && !due)
+				break;
+			if (!due)
+				d->stats.reorder_overflow++;
+		}
+		/* Copied: the ring slot is free for the next push once popped. */
+		struct mm_flow *slot = &d->pending[d->n_pending];
+		const struct mm_flow *f = pop_min(d, slot);
+
+		if (f != slot)
+			*slot = *f;
+		if (++d->n_pending == DET_BATCH)
+			process_pending(d);
 	}
 }
 
@@ -351,20 +392,18 @@ int mm_detect_feed(struct mm_detect *d, const struct mm_flow *flows, size_t n)
 		} else {
 			heap_push(&d->heap, f);
 		}
-		release_ready(d);
+		release(d, false);
 	}
+	process_pending(d);
 	put_snapshot(d);
 	return 0;
 }
 
 int mm_detect_flush(struct mm_detect *d)
 {
-	struct mm_flow f;
-
 	take_snapshot(d);
-	while (buffered(d)) {
-		process(d, pop_min(d, &f));
-	}
+	release(d, true);
+	process_pending(d);
 	for (unsigned k = 0; k < MM_DET_COUNT; k++)
 		if ((d->cfg.enabled & (1u << k)) && all_ops[k]->flush)
 			all_ops[k]->flush(d);

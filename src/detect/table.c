@@ -68,13 +68,6 @@ void det_table_release(struct det_table *t)
 	memset(t, 0, sizeof(*t));
 }
 
-static uint64_t key_hash(const struct det_table *t, const void *key)
-{
-	uint64_t h = mm_siphash13(t->hash_key, key, t->key_len);
-
-	return h ? h : 1;
-}
-
 static size_t find_slot(const struct det_table *t, const void *key, uint64_t h, bool *found)
 {
 	size_t i = home_of(t, h);
@@ -94,12 +87,33 @@ static size_t find_slot(const struct det_table *t, const void *key, uint64_t h, 
 	}
 }
 
-void *det_table_find(struct det_table *t, const void *key)
+uint64_t det_table_hash(const struct det_table *t, const void *key)
+{
+	return mm_siphash13(t->hash_key, key, t->key_len);
+}
+
+/* 0 marks an empty slot: a key hashing to 0 is stored as 1. */
+static inline uint64_t stored_hash(uint64_t h)
+{
+	return h ? h : 1;
+}
+
+void det_table_prefetch(const struct det_table *t, uint64_t h)
+{
+	__builtin_prefetch(slot(t, home_of(t, stored_hash(h))), 1);
+}
+
+void *det_table_find_h(struct det_table *t, const void *key, uint64_t h)
 {
 	bool found;
-	size_t i = find_slot(t, key, key_hash(t, key), &found);
+	size_t i = find_slot(t, key, stored_hash(h), &found);
 
 	return found ? slot(t, i) : NULL;
+}
+
+void *det_table_find(struct det_table *t, const void *key)
+{
+	return det_table_find_h(t, key, det_table_hash(t, key));
 }
 
 static void remove_at(struct det_table *t, size_t i)
@@ -159,7 +173,12 @@ static void evict_near(struct det_table *t, uint64_t h)
 
 void *det_table_get(struct det_table *t, const void *key, uint64_t now, bool *created)
 {
-	uint64_t h = key_hash(t, key);
+	return det_table_get_h(t, key, det_table_hash(t, key), now, created);
+}
+
+void *det_table_get_h(struct det_table *t, const void *key, uint64_t hash, uint64_t now, bool *created)
+{
+	uint64_t h = stored_hash(hash);
 	bool found;
 	size_t i = find_slot(t, key, h, &found);
 	struct det_hdr *e;
