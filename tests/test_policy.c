@@ -449,18 +449,20 @@ Test(policy_cli, without_jurisdiction_output_says_so)
 	char *out = NULL, *err = NULL;
 
 	cli_case_open(&c, 50, 0);
-	cr_assert_eq(mamori((const char *const[]){ "meter", "--no-store", "--format", "csv", "-o", "/dev/null", c.pcap, NULL },
+	/* Each run names its own data directory: the shared default one may hold other suites' state. */
+	cr_assert_eq(mamori((const char *const[]){ "meter", "-w", c.store, "--format", "csv", "-o", "/dev/null", c.pcap,
+						   NULL },
 			    &out, &err),
 		     0, "%s", err);
 	cr_assert(strstr(err, "no jurisdiction configured"), "%s", err);
 	free(out);
 	free(err);
-	cr_assert_eq(mamori((const char *const[]){ "meter", "--no-store", "--jurisdiction", "JP", c.pcap, NULL }, &out, &err),
+	cr_assert_eq(mamori((const char *const[]){ "meter", "-w", c.store, "--jurisdiction", "JP", c.pcap, NULL }, &out, &err),
 		     2, "%s", err);
 	cr_assert(strstr(err, "no geo table"), "%s", err);
 	free(out);
 	free(err);
-	cr_assert_eq(mamori((const char *const[]){ "meter", "--no-store", "--jurisdiction", "JPN", c.pcap, NULL }, &out, &err),
+	cr_assert_eq(mamori((const char *const[]){ "meter", "-w", c.store, "--jurisdiction", "JPN", c.pcap, NULL }, &out, &err),
 		     1);
 	cr_assert(strstr(err, "'JPN'"), "%s", err);
 	free(out);

@@ -29,14 +29,9 @@ int cli_detect_open(struct cli_detect *d, const char *command, const char *data_
 
 	memset(d, 0, sizeof(*d));
 	d->command = command;
-	d->dir = data_dir;
-	if ((rc = mm_query_parse("", &d->all, NULL)) < 0)
-		return cli_fail(command, rc);
-	d->act = (struct mm_guard_act){ .act = MM_ACT_ANALYZE, .authz_id = authz, .query = d->all,
-					.since_ns = 0, .until_ns = UINT64_MAX, .record_output = true };
-	rc = cli_guard(command, data_dir, &d->act, &d->d, quiet);
+	rc = cli_guard_scan_begin(&d->g, command, data_dir, MM_ACT_ANALYZE, authz, 0, UINT64_MAX, quiet);
 	if (rc)
-		goto fail;
+		return rc;
 	mm_detect_config_default(&cfg);
 	if ((size_t)snprintf(intel_dir, sizeof(intel_dir), "%s/intel", data_dir) >= sizeof(intel_dir))
 		rc = mm_fail(MM_EINVAL, "detect: data directory path too long");
@@ -50,17 +45,17 @@ int cli_detect_open(struct cli_detect *d, const char *command, const char *data_
 	if (rc == 0)
 		rc = mm_detect_new(&d->engine, &cfg, on_alert, d);
 	if (rc) {
+		json_t *result = json_pack("{s:b}", "ok", 0);
+
 		rc = cli_fail(command, rc);
-		goto fail;
+		mm_alert_store_close(d->alerts);
+		mm_intel_close(d->intel);
+		(void)cli_guard_scan_end(&d->g, result); /* the allowed act did not start: say so */
+		json_decref(result);
+		memset(d, 0, sizeof(*d));
+		return rc;
 	}
 	return 0;
-fail:
-	mm_guard_decision_clear(&d->d);
-	mm_alert_store_close(d->alerts);
-	mm_intel_close(d->intel);
-	mm_query_free(d->all);
-	memset(d, 0, sizeof(*d));
-	return rc;
 }
 
 /* Flows outside the authorization's scope are not analysed. */
@@ -71,8 +66,8 @@ static int feed(void *ctx, const struct mm_flow *flows, size_t n)
 	int rc = 0;
 
 	for (size_t i = 0; i < n && rc == 0; i++) {
-		if (mm_query_match(d->d.query, &flows[i]) && flows[i].last_ns >= d->d.since_ns &&
-		    flows[i].first_ns <= d->d.until_ns)
+		if (mm_query_match(d->g.d.query, &flows[i]) && flows[i].last_ns >= d->g.d.since_ns &&
+		    flows[i].first_ns <= d->g.d.until_ns)
 			continue;
 		d->out_of_scope++;
 		if (i > start)
@@ -109,14 +104,12 @@ int cli_detect_close(struct cli_detect *d, FILE *stats, int exit_code)
 			"detect", st.flows_processed, d->n_alerts, d->out_of_scope, st.flows_late);
 	result = json_pack("{s:b,s:I,s:I}", "ok", rc == 0, "flows", (json_int_t)st.flows_processed, "alerts",
 			   (json_int_t)d->n_alerts);
-	if (mm_guard_done(d->dir, &d->act, &d->d, result) != 0 && rc == 0)
+	if (cli_guard_scan_end(&d->g, result) != 0 && rc == 0)
 		rc = MM_EIO;
 	json_decref(result);
 	mm_detect_free(d->engine);
 	mm_alert_store_close(d->alerts);
 	mm_intel_close(d->intel);
-	mm_guard_decision_clear(&d->d);
-	mm_query_free(d->all);
 	memset(d, 0, sizeof(*d));
 	if (rc && exit_code == CLI_EXIT_OK)
 		return cli_fail(command, rc);

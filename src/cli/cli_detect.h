@@ -14,13 +14,11 @@
 #include "mamori/intel.h"
 
 struct cli_detect {
-	const char *command, *dir;
+	const char *command;
 	struct mm_detect *engine;
 	struct mm_intel *intel;
 	struct mm_alert_store *alerts;
-	struct mm_guard_act act;
-	struct mm_guard_decision d;
-	struct mm_query *all;
+	struct cli_guarded_scan g;
 	uint64_t n_alerts, out_of_scope;
 	int alert_status; /* first failure to store an alert */
 };

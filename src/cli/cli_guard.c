@@ -10,6 +10,7 @@
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/stat.h>
 
 int cli_guard(const char *command, const char *data_dir, const struct mm_guard_act *act,
@@ -50,6 +51,36 @@ int cli_guard_finish(struct cli_guarded *g, const char *command, int exit_code)
 	if (rc && exit_code == CLI_EXIT_OK)
 		return cli_fail(command, rc);
 	return exit_code;
+}
+
+int cli_guard_scan_begin(struct cli_guarded_scan *g, const char *command, const char *data_dir, enum mm_act act,
+			 const char *authz, uint64_t since_ns, uint64_t until_ns, bool quiet)
+{
+	int rc;
+
+	memset(g, 0, sizeof(*g));
+	if ((rc = mm_query_parse("", &g->all, NULL)) < 0)
+		return cli_fail(command, rc);
+	g->dir = data_dir;
+	g->act = (struct mm_guard_act){ .act = act, .authz_id = authz, .query = g->all, .since_ns = since_ns,
+					.until_ns = until_ns, .record_output = true };
+	rc = cli_guard(command, data_dir, &g->act, &g->d, quiet);
+	if (rc) {
+		mm_guard_decision_clear(&g->d);
+		mm_query_free(g->all);
+		memset(g, 0, sizeof(*g));
+	}
+	return rc;
+}
+
+int cli_guard_scan_end(struct cli_guarded_scan *g, const json_t *result)
+{
+	int rc = mm_guard_done(g->dir, &g->act, &g->d, result);
+
+	mm_guard_decision_clear(&g->d);
+	mm_query_free(g->all);
+	memset(g, 0, sizeof(*g));
+	return rc;
 }
 
 bool cli_lab_notice_for(const char *data_dir)

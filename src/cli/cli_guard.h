@@ -45,6 +45,25 @@ int cli_guard_collect(struct cli_guarded *g, const char *command, const char *au
 		      uint32_t sensor, bool quiet);
 int cli_guard_finish(struct cli_guarded *g, const char *command, int exit_code);
 
+/*
+ * An act that reads stored flows wholesale (detect, alerts, inline
+ * detection): "every flow" is put to the guard, which narrows it to the
+ * authorization's scope. begin: 0 (the scope is g->d.query, g->d.since_ns
+ * and g->d.until_ns) or an exit code after a message, with nothing left to
+ * release. end: audits result (borrowed; what the act did), releases, and
+ * returns 0 or the audit log's status.
+ */
+struct cli_guarded_scan {
+	const char *dir;
+	struct mm_query *all;
+	struct mm_guard_act act;
+	struct mm_guard_decision d;
+};
+
+int cli_guard_scan_begin(struct cli_guarded_scan *g, const char *command, const char *data_dir, enum mm_act act,
+			 const char *authz, uint64_t since_ns, uint64_t until_ns, bool quiet);
+int cli_guard_scan_end(struct cli_guarded_scan *g, const json_t *result);
+
 /* Prints the lab notice when data_dir has no panel (and returns true); for acts the guard does not decide. */
 bool cli_lab_notice_for(const char *data_dir);
 

@@ -137,41 +137,31 @@ static int parse_detectors(const char *text, unsigned *mask)
  */
 static int show_guarded(const char *dir, const char *authz, const struct mm_alert_filter *f, struct print_ctx *p)
 {
-	struct mm_guard_act act = { .act = MM_ACT_QUERY, .authz_id = authz, .since_ns = f->since_ns,
-				    .until_ns = f->until_ns, .record_output = true };
-	struct mm_guard_decision d;
+	struct mm_alert_filter narrowed = *f;
 	struct mm_alert_read_stats st;
-	struct mm_query *all = NULL;
+	struct cli_guarded_scan g;
 	json_t *result;
-	int rc;
+	int rc = cli_guard_scan_begin(&g, "alerts", dir, MM_ACT_QUERY, authz, f->since_ns, f->until_ns, false);
 
-	if ((rc = mm_query_parse("", &all, NULL)) < 0)
+	if (rc)
+		return rc;
+	p->scope = g.d.query;
+	narrowed.since_ns = g.d.since_ns;
+	narrowed.until_ns = g.d.until_ns;
+	rc = mm_alert_store_read(dir, &narrowed, print_alert, print_bad, p, &st);
+	if (rc == 0)
+		rc = p->rc;
+	result = json_pack("{s:b,s:I}", "ok", rc == 0, "alerts", (json_int_t)p->n);
+	if (cli_guard_scan_end(&g, result) != 0 && rc == 0)
+		rc = MM_EIO;
+	json_decref(result);
+	if (rc < 0)
 		return cli_fail("alerts", rc);
-	act.query = all;
-	rc = cli_guard("alerts", dir, &act, &d, false);
-	if (rc == 0) {
-		struct mm_alert_filter narrowed = *f;
-
-		p->scope = d.query;
-		narrowed.since_ns = d.since_ns;
-		narrowed.until_ns = d.until_ns;
-		rc = mm_alert_store_read(dir, &narrowed, print_alert, print_bad, p, &st);
-		if (rc == 0)
-			rc = p->rc;
-		result = json_pack("{s:b,s:I}", "ok", rc == 0, "alerts", (json_int_t)p->n);
-		if (mm_guard_done(dir, &act, &d, result) != 0 && rc == 0)
-			rc = MM_EIO;
-		json_decref(result);
-		if (rc == 0)
-			fprintf(stderr,
-				"mamori alerts: %" PRIu64 " alerts from %" PRIu64 " files (%" PRIu64 " outside the scope, %" PRIu64
-				" duplicates, %" PRIu64 " damaged lines skipped)\n",
-				p->n, st.files, p->out_of_scope, st.duplicates, st.bad_lines);
-		rc = rc < 0 ? cli_fail("alerts", rc) : CLI_EXIT_OK;
-	}
-	mm_guard_decision_clear(&d);
-	mm_query_free(all);
-	return rc;
+	fprintf(stderr,
+		"mamori alerts: %" PRIu64 " alerts from %" PRIu64 " files (%" PRIu64 " outside the scope, %" PRIu64
+		" duplicates, %" PRIu64 " damaged lines skipped)\n",
+		p->n, st.files, p->out_of_scope, st.duplicates, st.bad_lines);
+	return CLI_EXIT_OK;
 }
 
 int cmd_alerts(int argc, char **argv)

@@ -351,31 +351,21 @@ static int parse_time(const char *option, const char *text, uint64_t *out)
  */
 static int run_guarded(struct detect_run *r)
 {
-	struct mm_guard_act act = { .act = MM_ACT_ANALYZE, .authz_id = r->authz, .since_ns = r->since_ns,
-				    .until_ns = r->until_ns, .record_output = true };
-	struct mm_guard_decision d;
-	struct mm_query *all = NULL;
+	struct cli_guarded_scan g;
 	json_t *result;
-	int rc;
+	int rc = cli_guard_scan_begin(&g, "detect", r->dir, MM_ACT_ANALYZE, r->authz, r->since_ns, r->until_ns, false);
 
-	if ((rc = mm_query_parse("", &all, NULL)) < 0)
-		return cli_fail("detect", rc);
-	act.query = all;
-	rc = cli_guard("detect", r->dir, &act, &d, false);
-	if (rc == 0) {
-		r->scope = d.query;
-		r->since_ns = d.since_ns;
-		r->until_ns = d.until_ns;
-		rc = run(r);
-		result = json_pack("{s:b,s:I}", "ok", rc == 0, "alerts", (json_int_t)r->n_alerts);
-		if (mm_guard_done(r->dir, &act, &d, result) != 0 && rc == 0)
-			rc = MM_EIO;
-		json_decref(result);
-		rc = rc < 0 ? cli_fail("detect", rc) : CLI_EXIT_OK;
-	}
-	mm_guard_decision_clear(&d);
-	mm_query_free(all);
-	return rc;
+	if (rc)
+		return rc;
+	r->scope = g.d.query;
+	r->since_ns = g.d.since_ns;
+	r->until_ns = g.d.until_ns;
+	rc = run(r);
+	result = json_pack("{s:b,s:I}", "ok", rc == 0, "alerts", (json_int_t)r->n_alerts);
+	if (cli_guard_scan_end(&g, result) != 0 && rc == 0)
+		rc = MM_EIO;
+	json_decref(result);
+	return rc < 0 ? cli_fail("detect", rc) : CLI_EXIT_OK;
 }
 
 int cmd_detect(int argc, char **argv)
