@@ -29,21 +29,33 @@ static size_t packed_len(size_t n, unsigned bits)
 	return (size_t)(((uint64_t)n * bits + 7) / 8);
 }
 
-/* ORs n values of bits each into out, which must be zeroed and have 8 bytes of slack. */
+/*
+ * Writes n values of bits each (minus base) as one little-endian bit
+ * stream, 64 bits at a time from a register: each value shifts in once and
+ * each word is stored once. out has room for packed_len(n, bits) + 8 bytes.
+ */
 static void bits_pack(uint8_t *out, const uint64_t *v, size_t n, uint64_t base, unsigned bits)
 {
-	uint64_t pos = 0;
+	uint64_t acc = 0;
+	unsigned fill = 0; /* bits of acc in use, < 64 */
 
 	if (bits == 0)
 		return;
-	for (size_t i = 0; i < n; i++, pos += bits) {
-		uint64_t w;
-		uint8_t *p = out + (pos >> 3);
+	for (size_t i = 0; i < n; i++) {
+		uint64_t x = v[i] - base;
 
-		memcpy(&w, p, 8);
-		w |= (v[i] - base) << (pos & 7);
-		memcpy(p, &w, 8);
+		acc |= x << fill;
+		fill += bits;
+		if (fill >= 64) {
+			memcpy(out, &acc, 8);
+			out += 8;
+			fill -= 64;
+			/* The bits of x that did not fit; a shift by 64 is undefined, hence the test. */
+			acc = fill ? x >> (bits - fill) : 0;
+		}
 	}
+	if (fill)
+		memcpy(out, &acc, 8);
 }
 
 /* Loads the word at byte off of a len-byte payload, zero-filling past its end. */
@@ -101,20 +113,36 @@ static void consider(struct candidate *best, uint8_t encoding, unsigned bits, si
 	}
 }
 
-static void delta_range(const uint64_t *v, size_t n, int64_t *dmin, int64_t *dmax)
+/* Whether every value equals the first: an OR of differences, so the loop vectorises. */
+static bool all_equal(const uint64_t *v, size_t n)
 {
-	int64_t lo = 0, hi = 0;
+	uint64_t diff = 0;
 
-	for (size_t i = 1; i < n; i++) {
+	for (size_t i = 1; i < n; i++)
+		diff |= v[i] ^ v[0];
+	return diff == 0;
+}
+
+/* The range of the values and of the differences between neighbours (n >= 2), in one pass. */
+struct value_ranges {
+	uint64_t min, max;
+	int64_t dmin, dmax;
+};
+
+static void value_ranges(const uint64_t *v, size_t n, struct value_ranges *r)
+{
+	uint64_t min = v[0] < v[1] ? v[0] : v[1], max = v[0] < v[1] ? v[1] : v[0];
+	int64_t lo = (int64_t)(v[1] - v[0]), hi = lo;
+
+	for (size_t i = 2; i < n; i++) {
 		int64_t d = (int64_t)(v[i] - v[i - 1]);
 
-		if (i == 1 || d < lo)
-			lo = d;
-		if (i == 1 || d > hi)
-			hi = d;
+		min = v[i] < min ? v[i] : min;
+		max = v[i] > max ? v[i] : max;
+		lo = d < lo ? d : lo;
+		hi = d > hi ? d : hi;
 	}
-	*dmin = lo;
-	*dmax = hi;
+	*r = (struct value_ranges){ min, max, lo, hi };
 }
 
 /*
@@ -155,29 +183,30 @@ void enc_encode(const uint64_t *v, size_t n, unsigned width, uint8_t *out, struc
 		struct enc_scratch *es)
 {
 	struct candidate best = { ENC_PLAIN, 0, n * width };
-	uint64_t min = v[0], max = v[0];
-	int64_t dmin = 0, dmax = 0;
+	struct value_ranges r;
+	uint64_t min;
+	int64_t dmin;
 	unsigned for_bits, delta_bits;
 	size_t n_dict = 0, dict_len = 0;
 
-	for (size_t i = 1; i < n; i++) {
-		min = v[i] < min ? v[i] : min;
-		max = v[i] > max ? v[i] : max;
-	}
-	res->min = min;
-	res->max = max;
-	if (min == max) {
+	/* Most columns of most chunks hold one value (no tunnels, no VLAN...): settle those first. */
+	if (all_equal(v, n)) {
+		res->min = res->max = v[0];
 		res->encoding = ENC_CONST;
 		res->bits = 0;
 		res->raw_len = BASE_LEN;
-		put_u64(out, min);
+		put_u64(out, v[0]);
 		return;
 	}
-	for_bits = bit_width(max - min);
+	value_ranges(v, n, &r);
+	min = r.min;
+	dmin = r.dmin;
+	res->min = r.min;
+	res->max = r.max;
+	for_bits = bit_width(r.max - r.min);
 	if (for_bits <= PACK_MAX_BITS)
 		consider(&best, ENC_FOR, for_bits, BASE_LEN + packed_len(n, for_bits));
-	delta_range(v, n, &dmin, &dmax);
-	delta_bits = bit_width((uint64_t)dmax - (uint64_t)dmin);
+	delta_bits = bit_width((uint64_t)r.dmax - (uint64_t)r.dmin);
 	if (delta_bits <= PACK_MAX_BITS)
 		consider(&best, ENC_DELTA, delta_bits, DELTA_HEADER_LEN + packed_len(n - 1, delta_bits));
 	if (for_bits <= PACK_MAX_BITS && for_bits > 1)
@@ -188,7 +217,8 @@ void enc_encode(const uint64_t *v, size_t n, unsigned width, uint8_t *out, struc
 	res->encoding = best.encoding;
 	res->bits = best.bits;
 	res->raw_len = best.len;
-	memset(out, 0, best.len + 8);
+	/* bits_pack writes every byte of its stream; only the dictionary header has gaps. */
+	memset(out, 0, DICT_HEADER_LEN);
 	switch (best.encoding) {
 	case ENC_FOR:
 		put_u64(out, min);

@@ -18,10 +18,16 @@
 #include <unistd.h>
 #include <zstd.h>
 
+/* Rows transposed per pass: their structs (~42 KiB) stay in L2 across all columns. */
+#define TRANSPOSE_ROWS 256
+/* Rows between a flow's prefetch and its copy into the stage. */
+#define GATHER_AHEAD 8
+
 struct seg_builder {
 	struct seg_build_options opt;
 	struct enc_scratch enc;
 	uint64_t *cols;        /* every column of one chunk: MM_STORE_N_COLUMNS × rows_per_chunk */
+	struct mm_flow *stage; /* TRANSPOSE_ROWS flows gathered in segment order */
 	uint8_t *raw;          /* its encoded payload */
 	uint8_t *packed;       /* and compressed */
 	size_t raw_cap, packed_cap;
@@ -46,12 +52,13 @@ int seg_builder_new(struct seg_builder **out, const struct seg_build_options *op
 	if ((size_t)LZ4_compressBound((int)b->raw_cap) > b->packed_cap)
 		b->packed_cap = (size_t)LZ4_compressBound((int)b->raw_cap);
 	b->cols = malloc(MM_STORE_N_COLUMNS * rows * sizeof(uint64_t));
+	b->stage = malloc(TRANSPOSE_ROWS * sizeof(*b->stage));
 	b->enc.tmp = malloc(rows * sizeof(uint64_t));
 	b->enc.row_cap = rows;
 	b->raw = malloc(b->raw_cap);
 	b->packed = malloc(b->packed_cap);
 	b->zstd = ZSTD_createCCtx();
-	if (!b->cols || !b->enc.tmp || !b->raw || !b->packed || !b->zstd) {
+	if (!b->cols || !b->stage || !b->enc.tmp || !b->raw || !b->packed || !b->zstd) {
 		seg_builder_free(b);
 		return mm_fail(MM_ENOMEM, "store: segment builder for %zu-row chunks", rows);
 	}
@@ -64,6 +71,7 @@ void seg_builder_free(struct seg_builder *b)
 	if (!b)
 		return;
 	free(b->cols);
+	free(b->stage);
 	free(b->enc.tmp);
 	free(b->raw);
 	free(b->packed);
@@ -136,19 +144,44 @@ static void put_entry(uint8_t *p, const struct seg_entry *e)
 	p[39] = (uint8_t)(e->transform | e->scale << XF_SCALE_SHIFT);
 }
 
-/* Rows transposed per pass: their structs (~60 KiB) stay in L2 across all columns. */
-#define TRANSPOSE_ROWS 256
+
+/*
+ * The block of rows [first, first + n) of the segment, contiguous: the rows
+ * themselves when the buffer was in order, else copied into the stage in
+ * segment order, each flow prefetched a few rows before its copy (they lie
+ * anywhere in the writer's buffer).
+ */
+static const struct mm_flow *gather_block(struct seg_builder *b, const struct seg_rows *rows,
+					  size_t first, size_t n)
+{
+	const struct seg_order *o = rows->order + first;
+
+	if (!rows->order)
+		return rows->flows + first;
+	for (size_t i = 0; i < n; i++) {
+		if (i + GATHER_AHEAD < n) {
+			const char *ahead = (const char *)&rows->flows[o[i + GATHER_AHEAD].row];
+
+			for (size_t line = 0; line < sizeof(struct mm_flow); line += 64)
+				__builtin_prefetch(ahead + line);
+		}
+		b->stage[i] = rows->flows[o[i].row];
+	}
+	return b->stage;
+}
 
 /* Splits a chunk's rows into columns, a cache-sized block of rows at a time. */
-static void transpose_chunk(struct seg_builder *b, const struct mm_flow *flows, size_t rows)
+static void transpose_chunk(struct seg_builder *b, const struct seg_rows *rows, size_t first,
+			    size_t n_rows)
 {
 	size_t stride = b->opt.rows_per_chunk;
 
-	for (size_t r = 0; r < rows; r += TRANSPOSE_ROWS) {
-		size_t n = rows - r < TRANSPOSE_ROWS ? rows - r : TRANSPOSE_ROWS;
+	for (size_t r = 0; r < n_rows; r += TRANSPOSE_ROWS) {
+		size_t n = n_rows - r < TRANSPOSE_ROWS ? n_rows - r : TRANSPOSE_ROWS;
+		const struct mm_flow *block = gather_block(b, rows, first + r, n);
 
 		for (unsigned col = 0; col < MM_STORE_N_COLUMNS; col++)
-			store_column_gather(flows + r, n, col, b->cols + col * stride + r);
+			store_column_gather(block, n, col, b->cols + col * stride + r);
 	}
 }
 
@@ -215,10 +248,10 @@ static unsigned scale_down(uint64_t *v, size_t n)
 	return e;
 }
 
-static int encode_columns(struct seg_builder *b, const struct mm_flow *flows, size_t n,
-			  uint32_t n_chunks, uint64_t payload_start, uint8_t *dir,
-			  uint64_t *min_first, uint64_t *max_last)
+static int encode_columns(struct seg_builder *b, const struct seg_rows *seg, uint32_t n_chunks,
+			  uint64_t payload_start, uint8_t *dir, uint64_t *min_first, uint64_t *max_last)
 {
+	size_t n = seg->n;
 	uint32_t rpc = b->opt.rows_per_chunk;
 	uint64_t last_min, last_max;
 	int rc;
@@ -228,7 +261,7 @@ static int encode_columns(struct seg_builder *b, const struct mm_flow *flows, si
 	for (uint32_t k = 0; k < n_chunks; k++) {
 		size_t first = (size_t)k * rpc, rows = n - first < rpc ? n - first : rpc;
 
-		transpose_chunk(b, flows + first, rows);
+		transpose_chunk(b, seg, first, rows);
 		/* Before first_ns may be scaled down in place. */
 		to_durations(b->cols + (size_t)MM_COL_LAST_NS * rpc, b->cols + (size_t)MM_COL_FIRST_NS * rpc,
 			     rows, &last_min, &last_max);
@@ -290,9 +323,10 @@ static int write_file(const char *path, const uint8_t *head, size_t head_len,
 	return rc;
 }
 
-int seg_builder_write(struct seg_builder *b, uint64_t id, const struct mm_flow *flows, size_t n,
-		      const char *path, int do_fsync, uint64_t *file_bytes, uint32_t *header_crc)
+int seg_builder_write(struct seg_builder *b, uint64_t id, const struct seg_rows *rows,
+		      const char *path, int do_fsync, struct seg_written *out)
 {
+	size_t n = rows->n;
 	uint32_t rpc = b->opt.rows_per_chunk;
 	uint32_t n_chunks = (uint32_t)((n + rpc - 1) / rpc);
 	size_t desc_len = (size_t)MM_STORE_N_COLUMNS * SEG_COLDESC_LEN;
@@ -312,8 +346,8 @@ int seg_builder_write(struct seg_builder *b, uint64_t id, const struct mm_flow *
 	}
 	h = b->head;
 	memset(h, 0, head_len);
-	rc = encode_columns(b, flows, n, n_chunks, head_len, h + SEG_HEADER_LEN + desc_len,
-			    &min_first, &max_last);
+	rc = encode_columns(b, rows, n_chunks, head_len, h + SEG_HEADER_LEN + desc_len, &min_first,
+			    &max_last);
 	if (rc < 0)
 		return rc;
 	for (unsigned col = 0; col < MM_STORE_N_COLUMNS; col++) {
@@ -332,8 +366,10 @@ int seg_builder_write(struct seg_builder *b, uint64_t id, const struct mm_flow *
 	put_u64(h + 40, min_first);
 	put_u64(h + 48, max_last);
 	put_u32(h + 56, store_crc32c(0, h + SEG_HEADER_LEN, head_len - SEG_HEADER_LEN));
-	*header_crc = store_crc32c(0, h, 60);
-	put_u32(h + 60, *header_crc);
-	*file_bytes = head_len + b->payload_len;
+	out->header_crc = store_crc32c(0, h, 60);
+	put_u32(h + 60, out->header_crc);
+	out->file_bytes = head_len + b->payload_len;
+	out->min_first_ns = min_first;
+	out->max_last_ns = max_last;
 	return write_file(path, h, head_len, b->payload, b->payload_len, do_fsync);
 }

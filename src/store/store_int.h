@@ -206,14 +206,32 @@ struct seg_builder;
 int seg_builder_new(struct seg_builder **out, const struct seg_build_options *opt);
 void seg_builder_free(struct seg_builder *b);
 
+/* A row of the writer's buffer in time order: the sort key and where the row is. */
+struct seg_order {
+	uint64_t first_ns;
+	uint32_t row;
+};
+
+/* The rows of one segment: flows[order[i].row] for i < n, or flows[0..n) when order is NULL. */
+struct seg_rows {
+	const struct mm_flow *flows;
+	const struct seg_order *order;
+	size_t n; /* >= 1 */
+};
+
+/* What the catalog records of a segment written. */
+struct seg_written {
+	uint64_t file_bytes;
+	uint32_t header_crc;
+	uint64_t min_first_ns, max_last_ns;
+};
+
 /*
- * Encodes flows[0..n) (n >= 1) as segment id and writes the file to path
- * (the temporary name); fsyncs if asked. *file_bytes and *header_crc
- * receive what the catalog records.
+ * Encodes the rows as segment id and writes the file to path (the
+ * temporary name); fsyncs if asked.
  */
-int seg_builder_write(struct seg_builder *b, uint64_t id, const struct mm_flow *flows, size_t n,
-		      const char *path, int do_fsync, uint64_t *file_bytes,
-		      uint32_t *header_crc);
+int seg_builder_write(struct seg_builder *b, uint64_t id, const struct seg_rows *rows,
+		      const char *path, int do_fsync, struct seg_written *out);
 
 /* Decodes a column chunk checking its checksum and, when check_zone, its zone map. */
 int seg_decode_checked(const struct mm_segment *seg, unsigned col, uint32_t k,
