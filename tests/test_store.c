@@ -494,11 +494,11 @@ Test(store, unknown_versions_are_refused_clearly)
 	struct mm_segment *s;
 	struct mm_store *st;
 
-	seg[8] = 3; /* version field: 3, newer than this build */
+	seg[8] = 4; /* version field: 4, newer than this build */
 	cr_assert_eq(mm_segment_open_mem(&s, seg, len, "seg-000001.mms"), MM_EUNSUP);
 	cr_assert_str_eq(mm_last_error(),
-			 "store: seg-000001.mms: segment format version 3 not supported "
-			 "(this build reads versions 1 to 2)");
+			 "store: seg-000001.mms: segment format version 4 not supported "
+			 "(this build reads versions 1 to 3)");
 	snprintf(cat_path, sizeof(cat_path), "%s/catalog", dir);
 	cat = (uint8_t *)tu_read_file(cat_path, &cat_len);
 	cat[8] = 9; /* catalog version 9 */
@@ -508,6 +508,57 @@ Test(store, unknown_versions_are_refused_clearly)
 	free(cat);
 	free(seg);
 	free(path);
+	free(dir);
+}
+
+/*
+ * Heavy-tailed packet counts (mostly under 40, one flow in 16 up to 10000,
+ * as on real links) in full-size chunks: byte planes compress them best,
+ * and read back exactly. Byte planes came with segment version 3, so a
+ * version 2 segment that claims them is refused as corrupt.
+ */
+Test(store, heavy_tailed_counters_are_stored_as_byte_planes)
+{
+	char *dir = tu_tmpdir(), *path;
+	struct mm_store_writer_options o = test_options();
+	size_t n = 2 * 65536, n_got, len;
+	struct mm_flow *flows = calloc(n, sizeof(*flows)), *got;
+	struct mm_store_stats stats;
+	struct mm_store *st;
+	struct mm_segment *seg;
+	uint8_t *bytes;
+	uint64_t s = 7, chunks = 0;
+
+	o.rows_per_chunk = 65536;
+	o.flush_rows = n;
+	for (size_t i = 0; i < n; i++) {
+		random_flow(i + 1, &flows[i]);
+		flows[i].fwd_packets = 1 + (rng_next(&s) % 16 ? rng_next(&s) % 40 : rng_next(&s) % 10000);
+	}
+	write_flows(dir, &o, flows, n);
+	cr_assert_eq(mm_store_open(&st, dir), 0);
+	cr_assert_eq(mm_store_stats(st, &stats), 0, "%s", mm_last_error());
+	for (unsigned e = 0; e < ENC__COUNT; e++)
+		chunks += stats.column[MM_COL_FWD_PACKETS].n_chunks_by_encoding[e];
+	cr_assert_gt(chunks, 0);
+	cr_assert_eq(stats.column[MM_COL_FWD_PACKETS].n_chunks_by_encoding[ENC_PLANES], chunks,
+		     "%" PRIu64 " of %" PRIu64 " chunks in byte planes",
+		     stats.column[MM_COL_FWD_PACKETS].n_chunks_by_encoding[ENC_PLANES], chunks);
+	mm_store_free(st);
+	got = read_all(dir, &n_got);
+	assert_same_flows(got, n_got, flows, n);
+
+	path = seg_path(dir);
+	bytes = (uint8_t *)tu_read_file(path, &len);
+	put_u32(bytes + 8, 2);
+	put_u32(bytes + 60, store_crc32c(0, bytes, 60));
+	cr_assert_eq(mm_segment_open_mem(&seg, bytes, len, "seg-000001.mms"), MM_EFORMAT);
+	cr_assert(strstr(mm_last_error(), "column 'fwd_packets' chunk 0: unknown encoding"), "%s",
+		  mm_last_error());
+	free(bytes);
+	free(path);
+	free(got);
+	free(flows);
 	free(dir);
 }
 

@@ -273,7 +273,7 @@ struct mm_store_stats {
 /* Totals over every cataloged segment (reads each header and directory). */
 int mm_store_stats(struct mm_store *st, struct mm_store_stats *out);
 
-/* "const", "for", "delta", "dict", "plain" for the encoding codes; "?" otherwise. */
+/* "const", "for", "delta", "dict", "plain", "planes" for the encoding codes; "?" otherwise. */
 const char *mm_store_encoding_name(unsigned code);
 
 struct mm_store_verify_report {

@@ -250,6 +250,48 @@ void enc_encode(const uint64_t *v, size_t n, unsigned width, uint8_t *out, struc
 	}
 }
 
+void enc_encode_planes(const uint64_t *v, size_t n, uint8_t *out, struct enc_chunk *res)
+{
+	unsigned k = (bit_width(res->max - res->min) + 7) / 8;
+	uint64_t base = res->min;
+
+	put_u64(out, base);
+	for (unsigned j = 0; j < k; j++) {
+		uint8_t *plane = out + BASE_LEN + (size_t)j * n;
+
+		for (size_t i = 0; i < n; i++)
+			plane[i] = (uint8_t)((v[i] - base) >> (8 * j));
+	}
+	res->encoding = ENC_PLANES;
+	res->bits = (uint8_t)(8 * k);
+	res->raw_len = BASE_LEN + (size_t)k * n;
+}
+
+static int decode_planes(const struct seg_entry *e, const uint8_t *raw, size_t raw_len, size_t n,
+			 uint64_t *vals)
+{
+	unsigned k = e->bits / 8;
+	uint64_t base;
+
+	if (e->bits % 8 || k == 0 || k > 8)
+		return mm_fail(MM_EFORMAT, "byte planes of %u bits", e->bits);
+	if (raw_len != BASE_LEN + (size_t)k * n)
+		return mm_fail(MM_EFORMAT, "byte-plane payload is %zu bytes, expected %zu", raw_len,
+			       BASE_LEN + (size_t)k * n);
+	base = get_u64(raw);
+	for (size_t i = 0; i < n; i++)
+		vals[i] = raw[BASE_LEN + i];
+	for (unsigned j = 1; j < k; j++) {
+		const uint8_t *plane = raw + BASE_LEN + (size_t)j * n;
+
+		for (size_t i = 0; i < n; i++)
+			vals[i] |= (uint64_t)plane[i] << (8 * j);
+	}
+	for (size_t i = 0; i < n; i++)
+		vals[i] += base;
+	return 0;
+}
+
 static int decode_delta(const struct seg_entry *e, const uint8_t *raw, size_t raw_len, size_t n,
 			uint64_t *vals)
 {
@@ -301,7 +343,7 @@ int enc_decode(const struct seg_entry *e, const uint8_t *raw, size_t raw_len, si
 {
 	if (n == 0)
 		return mm_fail(MM_EFORMAT, "empty chunk");
-	if (e->encoding != ENC_PLAIN && e->bits > PACK_MAX_BITS)
+	if (e->encoding != ENC_PLAIN && e->encoding != ENC_PLANES && e->bits > PACK_MAX_BITS)
 		return mm_fail(MM_EFORMAT, "%u-bit packing exceeds %u", e->bits, PACK_MAX_BITS);
 	switch (e->encoding) {
 	case ENC_CONST:
@@ -320,6 +362,8 @@ int enc_decode(const struct seg_entry *e, const uint8_t *raw, size_t raw_len, si
 		return decode_delta(e, raw, raw_len, n, vals);
 	case ENC_DICT:
 		return decode_dict(e, raw, raw_len, n, vals, dict);
+	case ENC_PLANES:
+		return decode_planes(e, raw, raw_len, n, vals);
 	case ENC_PLAIN:
 		if (raw_len != n * width)
 			return mm_fail(MM_EFORMAT, "plain payload is %zu bytes, expected %zu", raw_len,

@@ -166,7 +166,8 @@ static int check_entries(struct mm_segment *seg, size_t head_len)
 			bad = "payload outside the file";
 		else if (e->raw_len > enc_max_raw_len(mm_segment_chunk_rows(seg, k)))
 			bad = "decoded length exceeds its bound";
-		else if (e->encoding >= ENC__COUNT || e->codec > MM_STORE_CODEC_ZSTD)
+		else if (e->encoding >= ENC__COUNT || e->codec > MM_STORE_CODEC_ZSTD ||
+			 (e->encoding == ENC_PLANES && seg->version < 3))
 			bad = "unknown encoding or codec";
 		else if (e->codec == MM_STORE_CODEC_NONE && e->stored_len != e->raw_len)
 			bad = "stored and decoded lengths differ without compression";

@@ -30,6 +30,11 @@ struct seg_builder {
 	struct mm_flow *stage; /* TRANSPOSE_ROWS flows gathered in segment order */
 	uint8_t *raw;          /* its encoded payload */
 	uint8_t *packed;       /* and compressed */
+	uint8_t *raw_alt;      /* the byte-plane alternative */
+	uint8_t *packed_alt;   /* and compressed */
+	/* Per column: whether planes won when last both were tried, and chunks until the next try. */
+	bool planes_won[MM_STORE_N_COLUMNS];
+	uint8_t planes_retry[MM_STORE_N_COLUMNS];
 	size_t raw_cap, packed_cap;
 	uint8_t *payload;      /* every chunk payload of the segment */
 	size_t payload_len, payload_cap;
@@ -57,8 +62,11 @@ int seg_builder_new(struct seg_builder **out, const struct seg_build_options *op
 	b->enc.row_cap = rows;
 	b->raw = malloc(b->raw_cap);
 	b->packed = malloc(b->packed_cap);
+	b->raw_alt = malloc(b->raw_cap);
+	b->packed_alt = malloc(b->packed_cap);
 	b->zstd = ZSTD_createCCtx();
-	if (!b->cols || !b->stage || !b->enc.tmp || !b->raw || !b->packed || !b->zstd) {
+	if (!b->cols || !b->stage || !b->enc.tmp || !b->raw || !b->packed || !b->raw_alt ||
+	    !b->packed_alt || !b->zstd) {
 		seg_builder_free(b);
 		return mm_fail(MM_ENOMEM, "store: segment builder for %zu-row chunks", rows);
 	}
@@ -75,6 +83,8 @@ void seg_builder_free(struct seg_builder *b)
 	free(b->enc.tmp);
 	free(b->raw);
 	free(b->packed);
+	free(b->raw_alt);
+	free(b->packed_alt);
 	free(b->payload);
 	free(b->head);
 	ZSTD_freeCCtx(b->zstd);
@@ -103,31 +113,81 @@ static int payload_reserve(struct seg_builder *b, size_t more)
 	return 0;
 }
 
-/* Compresses b->raw when that saves bytes; returns the bytes to store and sets *codec. */
-static const uint8_t *compress_chunk(struct seg_builder *b, size_t raw_len, size_t *stored_len,
-				     uint8_t *codec)
+/* Compresses raw into packed when that saves bytes; returns the bytes to store and sets *codec. */
+static const uint8_t *compress_chunk(struct seg_builder *b, const uint8_t *raw, size_t raw_len,
+				     uint8_t *packed, size_t *stored_len, uint8_t *codec)
 {
 	size_t n = 0;
 
 	*codec = MM_STORE_CODEC_NONE;
 	*stored_len = raw_len;
 	if (raw_len < 64)
-		return b->raw;
+		return raw;
 	if (b->opt.codec == MM_STORE_CODEC_ZSTD) {
-		n = ZSTD_compressCCtx(b->zstd, b->packed, b->packed_cap, b->raw, raw_len,
-				      b->opt.zstd_level);
+		n = ZSTD_compressCCtx(b->zstd, packed, b->packed_cap, raw, raw_len, b->opt.zstd_level);
 		if (ZSTD_isError(n))
 			n = 0;
 	} else if (b->opt.codec == MM_STORE_CODEC_LZ4) {
-		int r = LZ4_compress_default((const char *)b->raw, (char *)b->packed, (int)raw_len,
+		int r = LZ4_compress_default((const char *)raw, (char *)packed, (int)raw_len,
 					     (int)b->packed_cap);
 		n = r > 0 ? (size_t)r : 0;
 	}
 	if (n == 0 || n >= raw_len)
-		return b->raw;
+		return raw;
 	*codec = (uint8_t)b->opt.codec;
 	*stored_len = n;
-	return b->packed;
+	return packed;
+}
+
+/*
+ * A chunk's stored bytes: its smallest light encoding, compressed; or, for
+ * bit-packed values of more than a byte that the compressor could shrink,
+ * byte planes when they compress smaller. Only compressing both tells
+ * which is smaller, and that doubles the compression cost of the column,
+ * so a column's verdict stands for PLANES_RETRY chunks before both are
+ * tried again (a column's distribution drifts slowly). Values of a byte or
+ * less gain nothing from planes, and packed values the compressor could
+ * not shrink are near uniform: neither is tried (planes never won there).
+ */
+#define PLANES_RETRY 8
+
+static const uint8_t *encode_chunk(struct seg_builder *b, unsigned col, const uint64_t *vals,
+				   size_t rows, struct enc_chunk *ec, size_t *stored_len,
+				   uint8_t *codec)
+{
+	const uint8_t *stored, *alt;
+	struct enc_chunk pc;
+	size_t alt_len;
+	uint8_t alt_codec;
+	bool retry;
+
+	enc_encode(vals, rows, mm_store_column_width(col), b->raw, ec, &b->enc);
+	retry = b->planes_retry[col] == 0;
+	if (!retry && b->planes_won[col] && (ec->encoding == ENC_FOR || ec->encoding == ENC_DICT) &&
+	    ec->bits > 8) {
+		b->planes_retry[col]--;
+		enc_encode_planes(vals, rows, b->raw_alt, ec);
+		return compress_chunk(b, b->raw_alt, ec->raw_len, b->packed_alt, stored_len, codec);
+	}
+	stored = compress_chunk(b, b->raw, ec->raw_len, b->packed, stored_len, codec);
+	if ((ec->encoding != ENC_FOR && ec->encoding != ENC_DICT) || ec->bits <= 8 ||
+	    *codec == MM_STORE_CODEC_NONE)
+		return stored;
+	if (!retry) {
+		b->planes_retry[col]--;
+		return stored;
+	}
+	pc = *ec;
+	enc_encode_planes(vals, rows, b->raw_alt, &pc);
+	alt = compress_chunk(b, b->raw_alt, pc.raw_len, b->packed_alt, &alt_len, &alt_codec);
+	b->planes_won[col] = alt_len < *stored_len;
+	b->planes_retry[col] = PLANES_RETRY - 1;
+	if (!b->planes_won[col])
+		return stored;
+	*ec = pc;
+	*stored_len = alt_len;
+	*codec = alt_codec;
+	return alt;
 }
 
 static void put_entry(uint8_t *p, const struct seg_entry *e)
@@ -275,7 +335,7 @@ static int encode_columns(struct seg_builder *b, const struct seg_rows *seg, uin
 			e.transform = col == MM_COL_LAST_NS ? XF_MINUS_FIRST : XF_NONE;
 			/* Only the time columns carry clocks coarser than their unit. */
 			e.scale = (uint8_t)(col <= MM_COL_LAST_NS ? scale_down(vals, rows) : 0);
-			enc_encode(vals, rows, mm_store_column_width(col), b->raw, &ec, &b->enc);
+			stored = encode_chunk(b, col, vals, rows, &ec, &stored_len, &e.codec);
 			if (e.transform) {
 				e.min = last_min;
 				e.max = last_max;
@@ -283,7 +343,6 @@ static int encode_columns(struct seg_builder *b, const struct seg_rows *seg, uin
 				e.min = ec.min * scale_factor(e.scale);
 				e.max = ec.max * scale_factor(e.scale);
 			}
-			stored = compress_chunk(b, ec.raw_len, &stored_len, &e.codec);
 			rc = payload_reserve(b, stored_len);
 			if (rc < 0)
 				return rc;

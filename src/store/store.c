@@ -315,7 +315,7 @@ out:
 
 const char *mm_store_encoding_name(unsigned code)
 {
-	static const char *const names[ENC__COUNT] = { "const", "for", "delta", "dict", "plain" };
+	static const char *const names[ENC__COUNT] = { "const", "for", "delta", "dict", "plain", "planes" };
 
 	return code < ENC__COUNT ? names[code] : "?";
 }

@@ -13,7 +13,7 @@
 #include <string.h>
 
 #define SEG_MAGIC "MMSEGMT\n"
-#define SEG_VERSION 2u     /* written; version 1 files (no scale, below) are still read */
+#define SEG_VERSION 3u     /* written; versions 1 (no scale) and 2 (no byte planes) still read */
 #define SEG_VERSION_MIN 1u
 #define SEG_HEADER_LEN 64u
 #define SEG_COLDESC_LEN 24u
@@ -38,6 +38,7 @@ enum seg_encoding {
 	ENC_DELTA = 2, /* first value, min delta, then (delta - min delta) bit-packed */
 	ENC_DICT = 3,  /* count, index bits, base, distinct values (v - base, packed), indexes */
 	ENC_PLAIN = 4, /* values at the column width, little-endian */
+	ENC_PLANES = 5, /* base, then byte j of every (v - base), for j < bits / 8 */
 	ENC__COUNT
 };
 
@@ -185,6 +186,14 @@ struct enc_chunk {
  */
 void enc_encode(const uint64_t *vals, size_t n, unsigned width, uint8_t *out,
 		struct enc_chunk *res, struct enc_scratch *es);
+
+/*
+ * Encodes vals[0..n), whose range res (from enc_encode) gives, as byte
+ * planes into out (room for enc_max_raw_len(n) bytes): longer than packed
+ * bits, but a compressor's entropy coder sees each byte of the values
+ * apart, which wins on skewed columns (counters, ports).
+ */
+void enc_encode_planes(const uint64_t *vals, size_t n, uint8_t *out, struct enc_chunk *res);
 
 /*
  * Decodes a payload of raw_len bytes into vals[0..n). dict: room for
