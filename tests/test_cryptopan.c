@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* ---- helpers ---- */
@@ -306,9 +307,38 @@ Test(cryptopan, reference_sample_through_cli)
 	free(out);
 	free(err);
 
-	const char *rev[] = { tu_mamori_bin(), "cryptopan", "--key", key_path, "--reverse", NULL };
+	/*
+	 * The reverse map is re-identification: cryptopan has no way to it, and
+	 * `mamori reidentify -` reverses the pseudonyms on standard input through
+	 * the guard (lab mode: each answered and audited) with the data
+	 * directory's key.
+	 */
+	const char *no_rev[] = { tu_mamori_bin(), "cryptopan", "--key", key_path, "--reverse", NULL };
+	cr_assert_eq(tu_run(no_rev, anon_path, &out, &err), 1, "stderr: %s", err);
+	cr_assert_str_eq(out, "");
+	free(out);
+	free(err);
+
+	char data[PATH_LEN + 8], policy[PATH_LEN + 16], key_buf[PATH_LEN];
+	snprintf(data, sizeof(data), "%s/data", dir);
+	snprintf(policy, sizeof(policy), "%s/policy", data);
+	cr_assert_eq(mkdir(data, 0700), 0);
+	cr_assert_eq(mkdir(policy, 0700), 0);
+	write_key_file(policy, "cryptopan.key", key_hex, 0600, key_buf);
+	const char *rev[] = { tu_mamori_bin(), "reidentify", "-R", data, "-", NULL };
 	cr_assert_eq(tu_run(rev, anon_path, &out, &err), 0, "stderr: %s", err);
-	cr_assert_str_eq(out, raw_text);
+	{
+		char *save = NULL, *line = strtok_r(out, "\n", &save);
+
+		for (size_t i = 0; i < n; i++, line = strtok_r(NULL, "\n", &save)) {
+			char want[2 * MM_ADDR_STRLEN + 2];
+
+			snprintf(want, sizeof(want), "%s %s", anon[i], raw[i]);
+			cr_assert_not_null(line, "reidentify answered %zu of %zu pseudonyms", i, n);
+			cr_assert_str_eq(line, want, "line %zu", i + 1);
+		}
+		cr_assert_null(line, "more answers than pseudonyms");
+	}
 	free(out);
 	free(err);
 	free(raw_text);

@@ -18,10 +18,10 @@
 
 static const char usage_text[] =
 	"NAME\n"
-	"    mamori cryptopan - map addresses to their Crypto-PAn pseudonyms and back\n"
+	"    mamori cryptopan - map addresses to their Crypto-PAn pseudonyms\n"
 	"\n"
 	"SYNOPSIS\n"
-	"    mamori cryptopan --key FILE [--reverse] < addresses > pseudonyms\n"
+	"    mamori cryptopan --key FILE < addresses > pseudonyms\n"
 	"    mamori cryptopan --gen-key FILE\n"
 	"\n"
 	"DESCRIPTION\n"
@@ -43,10 +43,6 @@ static const char usage_text[] =
 	"        The key: 64 hex digits (32 bytes: AES-128 key, then pad). The file\n"
 	"        must be a regular file of mode 0600 or stricter; a file that group\n"
 	"        or others may read or write is refused.\n"
-	"    -r, --reverse\n"
-	"        Map pseudonyms back to the addresses they stand for. Re-identifying\n"
-	"        people this way is an act the oversight rules require an\n"
-	"        authorization for; this filter is for the key holder.\n"
 	"    --gen-key FILE\n"
 	"        Create a new random key in FILE (mode 0600). An existing FILE is\n"
 	"        never overwritten.\n"
@@ -64,7 +60,11 @@ static const char usage_text[] =
 	"EXAMPLES\n"
 	"    mamori cryptopan --gen-key /etc/mamori/cryptopan.key\n"
 	"    echo 192.0.2.1 | mamori cryptopan --key /etc/mamori/cryptopan.key\n"
-	"    mamori cryptopan -k /etc/mamori/cryptopan.key -r < pseudonyms.txt\n";
+	"\n"
+	"SEE ALSO\n"
+	"    The reverse map identifies people, so it is an act the oversight\n"
+	"    rules authorize: 'mamori reidentify' does it, through the guard and\n"
+	"    into the audit log. This command offers no way around that.\n";
 
 enum long_only_option {
 	OPT_GEN_KEY = 256,
@@ -72,7 +72,6 @@ enum long_only_option {
 
 static const struct option long_options[] = {
 	{ "key", required_argument, NULL, 'k' },
-	{ "reverse", no_argument, NULL, 'r' },
 	{ "gen-key", required_argument, NULL, OPT_GEN_KEY },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
@@ -81,7 +80,6 @@ static const struct option long_options[] = {
 struct cryptopan_args {
 	const char *key_path;
 	const char *gen_key_path;
-	bool reverse;
 };
 
 static int parse_args(struct cryptopan_args *a, int argc, char **argv)
@@ -90,11 +88,10 @@ static int parse_args(struct cryptopan_args *a, int argc, char **argv)
 
 	optind = 1;
 	opterr = 0;
-	while ((opt = getopt_long(argc, argv, ":k:rh", long_options, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, ":k:h", long_options, NULL)) != -1) {
 		switch (opt) {
 		case 'h': fputs(usage_text, stdout); return -1;
 		case 'k': a->key_path = optarg; break;
-		case 'r': a->reverse = true; break;
 		case OPT_GEN_KEY: a->gen_key_path = optarg; break;
 		case ':': return cli_usage_error("cryptopan", "option '%s' needs a value", argv[optind - 1]);
 		default:
@@ -105,7 +102,7 @@ static int parse_args(struct cryptopan_args *a, int argc, char **argv)
 	}
 	if (optind < argc)
 		return cli_usage_error("cryptopan", "unexpected argument '%s'", argv[optind]);
-	if (a->gen_key_path && (a->key_path || a->reverse))
+	if (a->gen_key_path && a->key_path)
 		return cli_usage_error("cryptopan", "--gen-key takes no other option");
 	if (!a->gen_key_path && !a->key_path)
 		return cli_usage_error("cryptopan", "give --key FILE (or --gen-key FILE)");
@@ -146,7 +143,7 @@ static char *trim(char *s)
 }
 
 /* Maps stdin to stdout; returns the number of bad lines, or -1 after reporting an I/O error. */
-static long map_lines(const struct mm_cryptopan *c, bool reverse)
+static long map_lines(const struct mm_cryptopan *c)
 {
 	char buf[LINE_MAX_LEN + 2];
 	unsigned long line_no = 0;
@@ -172,10 +169,7 @@ static long map_lines(const struct mm_cryptopan *c, bool reverse)
 			n_bad++;
 			text = "";
 		} else {
-			if (reverse)
-				mm_cryptopan_deanonymize(c, &a, &a);
-			else
-				mm_cryptopan_anonymize(c, &a, &a);
+			mm_cryptopan_anonymize(c, &a, &a);
 			text = mm_addr_format(&a, out);
 		}
 		if (puts(text) == EOF) {
@@ -218,7 +212,7 @@ int cmd_cryptopan(int argc, char **argv)
 	sodium_memzero(key, sizeof(key));
 	if (rc < 0)
 		return cli_fail("cryptopan", rc);
-	n_bad = map_lines(c, a.reverse);
+	n_bad = map_lines(c);
 	mm_cryptopan_free(c);
 	if (n_bad < 0)
 		return CLI_EXIT_INTERNAL;

@@ -24,6 +24,7 @@ static const char usage_text[] =
 	"\n"
 	"SYNOPSIS\n"
 	"    mamori reidentify [-R DIR] [--config FILE] [--authz ID] PSEUDONYM...\n"
+	"    mamori reidentify [-R DIR] [--config FILE] [--authz ID] - < pseudonyms\n"
 	"\n"
 	"DESCRIPTION\n"
 	"    Domestic addresses are stored as their Crypto-PAn pseudonyms\n"
@@ -34,6 +35,10 @@ static const char usage_text[] =
 	"    cover the pseudonym (docs/oversight.md): each address passes the guard\n"
 	"    on its own and is audited, answered or refused. In lab mode (no panel)\n"
 	"    every address is answered, audited, and the output says so.\n"
+	"\n"
+	"    With '-' the pseudonyms are read from standard input, one per line\n"
+	"    (spaces around them, blank lines and lines starting with '#' are\n"
+	"    skipped), each passing the guard as above.\n"
 	"\n"
 	"OPTIONS\n"
 	"    -R, --store DIR\n"
@@ -56,7 +61,8 @@ static const char usage_text[] =
 	"\n"
 	"EXAMPLES\n"
 	"    mamori reidentify 9.30.96.164\n"
-	"    mamori reidentify --authz A-2026-0007 2202:dbf:a00c:8f::1\n";
+	"    mamori reidentify --authz A-2026-0007 2202:dbf:a00c:8f::1\n"
+	"    mamori reidentify --authz A-2026-0007 - < pseudonyms.txt\n";
 
 static const struct option long_options[] = {
 	{ "store", required_argument, NULL, 'R' },
@@ -130,6 +136,45 @@ static int reidentify_one(const struct reidentify_args *a, const struct mm_crypt
 	return rc;
 }
 
+/* Each pseudonym on standard input, one per line; returns the worst exit code. */
+static int reidentify_stdin(const struct reidentify_args *a, const struct mm_cryptopan *map)
+{
+	char line[256];
+	unsigned long line_no = 0;
+	int worst = CLI_EXIT_OK;
+
+	while (fgets(line, sizeof(line), stdin)) {
+		size_t len = strlen(line);
+		char *text = line;
+		int rc;
+
+		line_no++;
+		if (len == sizeof(line) - 1 && line[len - 1] != '\n') {
+			int ch;
+
+			while ((ch = getchar()) != EOF && ch != '\n')
+				;
+			fprintf(stderr, "mamori reidentify: <stdin>:%lu: line longer than %zu bytes\n", line_no,
+				sizeof(line) - 2);
+			worst = worst > CLI_EXIT_INPUT ? worst : CLI_EXIT_INPUT;
+			continue;
+		}
+		while (len > 0 && strchr(" \t\r\n", line[len - 1]))
+			line[--len] = '\0';
+		text += strspn(text, " \t");
+		if (text[0] == '\0' || text[0] == '#')
+			continue;
+		rc = reidentify_one(a, map, text);
+		if (rc > worst)
+			worst = rc;
+	}
+	if (ferror(stdin)) {
+		fprintf(stderr, "mamori reidentify: <stdin>: read error after line %lu\n", line_no);
+		return CLI_EXIT_INTERNAL;
+	}
+	return worst;
+}
+
 int cmd_reidentify(int argc, char **argv)
 {
 	struct reidentify_args a = { 0 };
@@ -157,7 +202,7 @@ int cmd_reidentify(int argc, char **argv)
 		return cli_fail("reidentify", rc);
 	cli_lab_notice_for(a.dir);
 	for (int i = optind; i < argc; i++) {
-		rc = reidentify_one(&a, map, argv[i]);
+		rc = strcmp(argv[i], "-") == 0 ? reidentify_stdin(&a, map) : reidentify_one(&a, map, argv[i]);
 		if (rc > worst)
 			worst = rc;
 	}
