@@ -5,6 +5,7 @@
  * meter_account (meter_int.h); the last ones go through real frames built
  * by mm_packet_build and mm_meter_packets.
  */
+#include "mamori/hash.h"
 #include "mamori/meter.h"
 #include "mamori/status.h"
 #include "mamori/synth.h"
@@ -470,6 +471,86 @@ Test(meter_timeout, syn_after_rst_starts_a_new_flow)
 	mm_meter_free(m);
 }
 
+/*
+ * A closed flow is re-filed under its linger deadline and leaves its first
+ * filing (under the idle deadline) behind in the timer wheel. When it ends,
+ * the next flow reuses its table entry; here that flow's deadline falls in
+ * the same wheel slot as the left-behind filing. It must end once, when
+ * its own deadline passes.
+ */
+Test(meter_timeout, reused_entry_in_a_slot_it_left_ends_once)
+{
+	struct mm_meter *m = default_meter();
+
+	tcp(m, T0, "192.0.2.9", 40000, "198.51.100.1", 80, TCP_SYN); /* idle deadline T0 + 300 s */
+	tcp(m, T0 + S(1), "198.51.100.1", 80, "192.0.2.9", 40000, TCP_RST | TCP_ACK);
+	mm_meter_advance(m, T0 + S(7));
+	cr_assert_eq(got.n, 1);
+	cr_assert_eq(got.flows[0].end_reason, MM_END_EOF);
+	udp(m, T0 + S(240), "192.0.2.7", 40001, "198.51.100.2", 9999, 60); /* idle deadline T0 + 300 s */
+	mm_meter_advance(m, T0 + S(299));
+	cr_assert_eq(got.n, 1, "the UDP flow is not due before its deadline");
+	mm_meter_advance(m, T0 + S(301));
+	cr_assert_eq(got.n, 2);
+	cr_assert_eq(got.flows[1].id, 2);
+	cr_assert_eq(got.flows[1].end_reason, MM_END_IDLE);
+	cr_assert_eq(got.flows[1].last_ns, T0 + S(240));
+	cr_assert_eq(got.flows[1].fwd_packets, 1);
+	mm_meter_finish(m);
+	cr_assert_eq(got.n, 2, "nothing is exported twice");
+	assert_counts_add_up(m);
+	mm_meter_free(m);
+}
+
+/*
+ * Many flows closing and re-filed while their first filings stay behind in
+ * the timer wheel, enough for the wheel to squeeze them out more than once:
+ * each flow ends once, for its own reason, in deadline order.
+ */
+Test(meter_timeout, refiled_flows_end_once_in_deadline_order, .timeout = 60)
+{
+	struct mm_meter *m = default_meter();
+	const uint32_t n = 100000;
+	struct mm_pkt_ip syn = layer("10.0.0.0", 40000, "198.51.100.1", 80, 6, TCP_SYN, 40);
+	struct mm_pkt_ip rst = layer("198.51.100.1", 80, "10.0.0.0", 40000, 6, TCP_RST | TCP_ACK, 40);
+
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t ts = T0 + S(i) / 1000;
+
+		memcpy(syn.src.b + 12, &i, 4);
+		memcpy(rst.dst.b + 12, &i, 4);
+		feed(m, ts, syn);
+		/* Nine in ten close: re-filed under a deadline 5 s after the RST. */
+		if (i % 10)
+			feed(m, ts + 1, rst);
+	}
+	mm_meter_advance(m, T0 + S(1000));
+	cr_assert_eq(got.n, n);
+	for (size_t i = 0; i < got.n; i++) {
+		const struct mm_flow *f = &got.flows[i];
+		bool closed = (f->id - 1) % 10 != 0;
+		uint64_t deadline = f->last_ns + (closed ? S(5) : S(300));
+
+		cr_assert_eq(f->end_reason, closed ? MM_END_EOF : MM_END_IDLE, "flow %llu",
+			     (unsigned long long)f->id);
+		cr_assert_eq(mm_flow_packets(f), closed ? 2 : 1, "flow %llu", (unsigned long long)f->id);
+		if (i > 0) {
+			const struct mm_flow *p = &got.flows[i - 1];
+			uint64_t prev = p->last_ns + ((p->id - 1) % 10 ? S(5) : S(300));
+
+			/* The wheel's slots are 2^28 ns wide: order holds between slots. */
+			cr_assert_leq(prev >> 28, deadline >> 28, "flow %llu ended before flow %llu",
+				      (unsigned long long)f->id, (unsigned long long)p->id);
+		}
+	}
+	mm_meter_finish(m);
+	assert_counts_add_up(m);
+	sort_by_id();
+	for (size_t i = 0; i < got.n; i++)
+		cr_assert_eq(got.flows[i].id, i + 1, "each flow once");
+	mm_meter_free(m);
+}
+
 Test(meter_timeout, misordered_timestamps_keep_time_monotonic)
 {
 	struct mm_meter *m = default_meter();
@@ -855,6 +936,31 @@ Test(meter_cap, deletions_keep_lookups_correct)
 	mm_meter_get_stats(m, &st);
 	cr_assert_eq(st.flows_created, 5000);
 	mm_meter_free(m);
+}
+
+/*
+ * The meter hashes IPv4 keys with the 16-byte form of SipHash-1-3, which
+ * must be the general function's value for the same bytes.
+ */
+Test(meter_hash, siphash13_16_equals_siphash13_of_the_same_bytes)
+{
+	struct mm_hash_key key;
+	uint8_t bytes[16];
+
+	srand(7);
+	for (int i = 0; i < 1000; i++) {
+		uint64_t m0 = 0, m1 = 0;
+
+		cr_assert_eq(mm_hash_key_random(&key), 0);
+		for (int j = 0; j < 16; j++)
+			bytes[j] = (uint8_t)rand();
+		for (int j = 7; j >= 0; j--) {
+			m0 = m0 << 8 | bytes[j];
+			m1 = m1 << 8 | bytes[8 + j];
+		}
+		cr_assert_eq(mm_siphash13_16(&key, m0, m1), mm_siphash13(&key, bytes, sizeof(bytes)),
+			     "round %d", i);
+	}
 }
 
 /* ---- end to end through frames ---------------------------------------------- */

@@ -20,4 +20,11 @@ int mm_hash_key_random(struct mm_hash_key *key);
 /* SipHash-1-3 of len bytes; work is linear in len. */
 uint64_t mm_siphash13(const struct mm_hash_key *key, const void *data, size_t len);
 
+/*
+ * mm_siphash13 of exactly 16 bytes given as two little-endian words (m0
+ * holds bytes 0..7): the same value, without the length loops, for hot
+ * paths that pack a fixed-size key into registers.
+ */
+uint64_t mm_siphash13_16(const struct mm_hash_key *key, uint64_t m0, uint64_t m1);
+
 #endif

@@ -18,9 +18,27 @@ _Static_assert(sizeof(struct ft_entry) == 128, "flow entry must stay two cache l
 _Static_assert(FT_WHEEL_SLOTS < FT_SLOT_NONE, "wheel slot numbers must fit uint16");
 
 #define FT_MIN_SLOTS 1024u
+#define FT_WHEEL_MIN_CAP 16u     /* first array size of a wheel slot */
+#define FT_EXPIRY_AHEAD 8u       /* members read between an entry's prefetch and its use */
+#define FT_WHEEL_STALE_MIN 32768u /* stale members tolerated before squeezing, whatever the live */
 #define FT_CHUNK_ALIGN ((size_t)2 << 20)
 _Static_assert(FT_CHUNK_ENTRIES * sizeof(struct ft_entry) == FT_CHUNK_ALIGN,
 	       "a chunk fills one 2 MiB huge page");
+
+static inline bool wheel_member_live(const struct ft_entry *e, size_t phys, uint32_t pos)
+{
+	return e->wheel_slot == phys && e->wheel_pos == pos;
+}
+
+/* Takes the entry out of its wheel slot's live count; its member turns stale. */
+static void wheel_unfile(struct flow_table *t, struct ft_entry *e)
+{
+	if (e->wheel_slot != FT_SLOT_NONE) {
+		t->wheel[e->wheel_slot].live--;
+		t->wheel_live--;
+		e->wheel_slot = FT_SLOT_NONE;
+	}
+}
 
 int flow_table_new(struct flow_table **out, size_t max_flows)
 {
@@ -39,12 +57,11 @@ int flow_table_new(struct flow_table **out, size_t max_flows)
 	t->n_slots = FT_MIN_SLOTS;
 	t->chunk = calloc(t->max_chunks, sizeof(*t->chunk));
 	t->slot = calloc(t->n_slots, sizeof(*t->slot));
-	t->wheel = malloc(FT_WHEEL_SLOTS * sizeof(*t->wheel));
+	t->wheel = calloc(FT_WHEEL_SLOTS, sizeof(*t->wheel));
 	if (!t->chunk || !t->slot || !t->wheel) {
 		rc = mm_fail(MM_ENOMEM, "flow table: out of memory");
 		goto out;
 	}
-	memset(t->wheel, 0xff, FT_WHEEL_SLOTS * sizeof(*t->wheel));
 	rc = mm_hash_key_random(&t->key);
 	if (rc < 0)
 		goto out;
@@ -63,29 +80,32 @@ void flow_table_free(struct flow_table *t)
 		free(t->chunk[i]);
 	free(t->chunk);
 	free(t->slot);
+	if (t->wheel)
+		for (size_t i = 0; i < FT_WHEEL_SLOTS; i++)
+			free(t->wheel[i].idx);
 	free(t->wheel);
 	free(t);
 }
 
 /*
- * IPv4 keys (most traffic) are hashed in a 16-byte packed form: SipHash
- * costs one round per 8 bytes, and the 24 bytes of IPv4-mapped prefix carry
- * nothing. IPv6 keys are hashed whole. Both forms stay keyed.
+ * IPv4 keys (most traffic) are hashed as two packed words: SipHash costs
+ * one round per 8 bytes, and the 24 bytes of IPv4-mapped prefix carry
+ * nothing. The packing is injective (each field has its own bits), so
+ * distinct keys stay distinct inputs. IPv6 keys are hashed whole. Both
+ * forms stay keyed.
  */
 uint64_t flow_table_hash(const struct flow_table *t, const struct ft_key *key)
 {
-	uint8_t packed[16];
+	uint32_t a, b;
 
 	if (!mm_addr_is_v4(&key->a) || !mm_addr_is_v4(&key->b))
 		return mm_siphash13(&t->key, key, sizeof(*key));
-	memcpy(packed, key->a.b + 12, 4);
-	memcpy(packed + 4, key->b.b + 12, 4);
-	memcpy(packed + 8, &key->port_a, 2);
-	memcpy(packed + 10, &key->port_b, 2);
-	memcpy(packed + 12, &key->vlan, 2);
-	packed[14] = key->proto;
-	packed[15] = key->one_way;
-	return mm_siphash13(&t->key, packed, sizeof(packed));
+	memcpy(&a, key->a.b + 12, 4);
+	memcpy(&b, key->b.b + 12, 4);
+	return mm_siphash13_16(&t->key, (uint64_t)a | (uint64_t)b << 32,
+			       (uint64_t)key->port_a | (uint64_t)key->port_b << 16 |
+				       (uint64_t)key->vlan << 32 | (uint64_t)key->proto << 48 |
+				       (uint64_t)key->one_way << 56);
 }
 
 static inline uint32_t slot_tag(uint64_t s)
@@ -180,7 +200,18 @@ static int carve_entry(struct flow_table *t, uint32_t *out)
 {
 	if (t->free_head != FT_NONE) {
 		*out = t->free_head;
-		t->free_head = flow_table_entry(t, *out)->wheel_next;
+		t->free_head = flow_table_entry(t, *out)->free_next;
+		/*
+		 * The list reaches back to entries freed long ago: fetch the next
+		 * one now, for the flow created a few packets later to find it
+		 * (and its link) in cache.
+		 */
+		if (t->free_head != FT_NONE) {
+			const char *next = (const char *)flow_table_entry(t, t->free_head);
+
+			ft_prefetch(next);
+			ft_prefetch(next + 64);
+		}
 		return 0;
 	}
 	if (t->n_carved == t->n_chunks * FT_CHUNK_ENTRIES) {
@@ -215,7 +246,7 @@ int flow_table_insert(struct flow_table *t, const struct ft_key *key, uint64_t h
 	e = flow_table_entry(t, idx);
 	memset(e, 0, sizeof(*e));
 	e->key = *key;
-	e->wheel_next = e->wheel_prev = FT_NONE;
+	e->tag = (uint32_t)hash;
 	e->wheel_slot = FT_SLOT_NONE;
 	slot_place(t->slot, t->n_slots - 1, (uint64_t)(uint32_t)hash << 32 | ((uint64_t)idx + 1));
 	t->n_used++;
@@ -244,35 +275,79 @@ static void slot_delete(struct flow_table *t, size_t i)
 	t->slot[i] = 0;
 }
 
-static void wheel_unlink(struct flow_table *t, struct ft_entry *e)
-{
-	if (e->wheel_slot == FT_SLOT_NONE)
-		return;
-	if (e->wheel_prev != FT_NONE)
-		flow_table_entry(t, e->wheel_prev)->wheel_next = e->wheel_next;
-	else
-		t->wheel[e->wheel_slot] = e->wheel_next;
-	if (e->wheel_next != FT_NONE)
-		flow_table_entry(t, e->wheel_next)->wheel_prev = e->wheel_prev;
-	e->wheel_next = e->wheel_prev = FT_NONE;
-	e->wheel_slot = FT_SLOT_NONE;
-}
-
-void flow_table_remove(struct flow_table *t, uint32_t idx, uint64_t hash)
+void flow_table_remove(struct flow_table *t, uint32_t idx)
 {
 	struct ft_entry *e = flow_table_entry(t, idx);
 
-	wheel_unlink(t, e);
-	slot_delete(t, slot_of(t, idx, hash));
-	e->wheel_next = t->free_head;
+	wheel_unfile(t, e);
+	slot_delete(t, slot_of(t, idx, e->tag));
+	e->free_next = t->free_head;
 	t->free_head = idx;
 	t->n_used--;
 }
 
-void flow_table_schedule(struct flow_table *t, uint32_t idx, uint64_t deadline_ns)
+static int resize_wheel_slot(struct flow_table *t, struct ft_wheel_slot *w, uint32_t cap)
+{
+	uint32_t *idx = realloc(w->idx, (size_t)cap * sizeof(*idx));
+
+	if (!idx)
+		return mm_fail(MM_ENOMEM, "flow table: out of memory resizing a wheel slot to %u entries",
+			       cap);
+	t->wheel_cap = t->wheel_cap - w->cap + cap;
+	if (t->wheel_cap > t->wheel_cap_peak)
+		t->wheel_cap_peak = t->wheel_cap;
+	w->idx = idx;
+	w->cap = cap;
+	return 0;
+}
+
+/*
+ * Squeezes the stale members out of slot phys, keeping the live ones in
+ * order, and shrinks its array to fit. Reads every member's entry,
+ * prefetched ahead.
+ */
+static void compact_wheel_slot(struct flow_table *t, size_t phys)
+{
+	struct ft_wheel_slot *w = &t->wheel[phys];
+	uint32_t kept = 0, cap = FT_WHEEL_MIN_CAP;
+
+	for (uint32_t j = 0; j < w->n; j++) {
+		struct ft_entry *e = flow_table_entry(t, w->idx[j]);
+
+		if (j + FT_EXPIRY_AHEAD < w->n)
+			ft_prefetch(flow_table_entry(t, w->idx[j + FT_EXPIRY_AHEAD]));
+		if (wheel_member_live(e, phys, j)) {
+			e->wheel_pos = kept;
+			w->idx[kept++] = w->idx[j];
+		}
+	}
+	MM_BUG(kept != w->live);
+	t->wheel_members -= w->n - kept;
+	w->n = kept;
+	while (cap < kept)
+		cap *= 2;
+	/* Shrinking is best effort: a failed realloc leaves the larger array. */
+	if (cap < w->cap)
+		(void)resize_wheel_slot(t, w, cap);
+}
+
+/*
+ * Runs once stale members are the majority (and not few), so the pass,
+ * which reads one entry per member, costs at most two entry reads for each
+ * stale member it drops.
+ */
+static void compact_wheel(struct flow_table *t)
+{
+	for (size_t phys = 0; phys < FT_WHEEL_SLOTS; phys++)
+		if (t->wheel[phys].n > t->wheel[phys].live)
+			compact_wheel_slot(t, phys);
+}
+
+int flow_table_schedule(struct flow_table *t, uint32_t idx, uint64_t deadline_ns)
 {
 	struct ft_entry *e = flow_table_entry(t, idx);
 	uint64_t s = deadline_ns >> FT_WHEEL_SHIFT;
+	struct ft_wheel_slot *w;
 	uint16_t phys;
 
 	if (!t->wheel_started) {
@@ -285,29 +360,60 @@ void flow_table_schedule(struct flow_table *t, uint32_t idx, uint64_t deadline_n
 	if (s > t->wheel_cur + FT_WHEEL_SLOTS - 1)
 		s = t->wheel_cur + FT_WHEEL_SLOTS - 1;
 	phys = (uint16_t)(s & (FT_WHEEL_SLOTS - 1));
-	wheel_unlink(t, e);
+	w = &t->wheel[phys];
+	if (w->n == w->cap) {
+		/* Positions are uint32: a slot of 2^31 members cannot double. */
+		int rc = w->cap > UINT32_MAX / 2
+				 ? mm_fail(MM_ENOMEM, "flow table: wheel slot %u is full", phys)
+				 : resize_wheel_slot(t, w, w->cap ? w->cap * 2 : FT_WHEEL_MIN_CAP);
+
+		if (rc < 0)
+			return rc;
+	}
+	wheel_unfile(t, e);
 	e->wheel_slot = phys;
-	e->wheel_prev = FT_NONE;
-	e->wheel_next = t->wheel[phys];
-	if (e->wheel_next != FT_NONE)
-		flow_table_entry(t, e->wheel_next)->wheel_prev = idx;
-	t->wheel[phys] = idx;
+	e->wheel_pos = w->n;
+	w->idx[w->n++] = idx;
+	w->live++;
+	t->wheel_live++;
+	t->wheel_members++;
+	if (t->wheel_members - t->wheel_live > t->wheel_live + FT_WHEEL_STALE_MIN)
+		compact_wheel(t);
+	return 0;
 }
 
 /*
- * Expiry walks a list whose members were filed long ago and are out of
- * cache: fetching the next one now overlaps its miss with the caller's
+ * Unfiles and returns the newest live member of slot phys, or FT_NONE once
+ * the slot holds none, dropping stale members on the way. Members were
+ * filed long ago and are out of cache: each read prefetches the entry
+ * FT_EXPIRY_AHEAD members further back, so its miss overlaps the caller's
  * work on this one.
  */
-static uint32_t wheel_pop(struct flow_table *t, size_t phys)
+static uint32_t wheel_take(struct flow_table *t, size_t phys)
 {
-	uint32_t idx = t->wheel[phys];
-	struct ft_entry *e = flow_table_entry(t, idx);
+	struct ft_wheel_slot *w = &t->wheel[phys];
 
-	if (e->wheel_next != FT_NONE)
-		ft_prefetch(flow_table_entry(t, e->wheel_next));
-	wheel_unlink(t, e);
-	return idx;
+	while (w->n) {
+		uint32_t idx = w->idx[--w->n];
+		struct ft_entry *e = flow_table_entry(t, idx);
+
+		t->wheel_members--;
+		if (w->n >= FT_EXPIRY_AHEAD)
+			ft_prefetch(flow_table_entry(t, w->idx[w->n - FT_EXPIRY_AHEAD]));
+		if (wheel_member_live(e, phys, w->n)) {
+			wheel_unfile(t, e);
+			return idx;
+		}
+	}
+	/*
+	 * A drained slot returns its array: the next use is a wheel turn
+	 * away, and kept arrays would hold memory for every slot turned.
+	 */
+	t->wheel_cap -= w->cap;
+	free(w->idx);
+	w->idx = NULL;
+	w->cap = 0;
+	return FT_NONE;
 }
 
 uint32_t flow_table_next_due(struct flow_table *t, uint64_t now_ns)
@@ -326,10 +432,10 @@ uint32_t flow_table_next_due(struct flow_table *t, uint64_t now_ns)
 	if (now_slot > t->wheel_cur + FT_WHEEL_SLOTS)
 		t->wheel_cur = now_slot - FT_WHEEL_SLOTS;
 	while (t->wheel_cur < now_slot) {
-		size_t phys = t->wheel_cur & (FT_WHEEL_SLOTS - 1);
+		uint32_t idx = wheel_take(t, t->wheel_cur & (FT_WHEEL_SLOTS - 1));
 
-		if (t->wheel[phys] != FT_NONE)
-			return wheel_pop(t, phys);
+		if (idx != FT_NONE)
+			return idx;
 		t->wheel_cur++;
 	}
 	return FT_NONE;
@@ -338,10 +444,10 @@ uint32_t flow_table_next_due(struct flow_table *t, uint64_t now_ns)
 uint32_t flow_table_pop_earliest(struct flow_table *t)
 {
 	for (size_t k = 0; k < FT_WHEEL_SLOTS; k++) {
-		size_t phys = (t->wheel_cur + k) & (FT_WHEEL_SLOTS - 1);
+		uint32_t idx = wheel_take(t, (t->wheel_cur + k) & (FT_WHEEL_SLOTS - 1));
 
-		if (t->wheel[phys] != FT_NONE)
-			return wheel_pop(t, phys);
+		if (idx != FT_NONE)
+			return idx;
 	}
 	return FT_NONE;
 }
@@ -355,7 +461,8 @@ size_t flow_table_bytes(const struct flow_table *t)
 {
 	return sizeof(*t) + t->max_chunks * sizeof(*t->chunk) +
 	       t->n_chunks * FT_CHUNK_ENTRIES * sizeof(struct ft_entry) +
-	       t->n_slots * sizeof(*t->slot) + FT_WHEEL_SLOTS * sizeof(*t->wheel);
+	       t->n_slots * sizeof(*t->slot) + FT_WHEEL_SLOTS * sizeof(*t->wheel) +
+	       t->wheel_cap_peak * sizeof(uint32_t);
 }
 
 size_t flow_table_max_probe(const struct flow_table *t)

@@ -3,6 +3,8 @@
  * slab addressed by uint32 index, an open-addressing index keyed by
  * SipHash-1-3 under a per-table random key, and a timer wheel that files
  * each entry under its deadline so expiry never walks the whole table.
+ * Each wheel slot is an array of entry numbers: filing appends, expiry
+ * reads it back newest first and can prefetch entries well ahead of use.
  */
 #ifndef MAMORI_METER_FLOW_TABLE_H
 #define MAMORI_METER_FLOW_TABLE_H
@@ -56,12 +58,31 @@ struct ft_entry {
 	uint64_t first_ns;
 	uint64_t id;
 	uint64_t parents[2];
-	uint32_t wheel_next, wheel_prev; /* timer wheel list; wheel_next links the free list */
+	uint32_t tag;                    /* the key's hash tag (its low 32 bits): finds its index slot */
 	uint8_t flags_ab, flags_ba;      /* TCP flags per side */
 	uint8_t icmp_type, icmp_code;
 	uint8_t state;                   /* enum ft_state */
 	uint8_t flow_flags;              /* enum mm_flow_flag */
 	uint16_t wheel_slot;             /* FT_SLOT_NONE when not filed */
+	union {
+		uint32_t wheel_pos;      /* filed: its member's position in that slot's array */
+		uint32_t free_next;      /* unused: links the free list */
+	};
+};
+
+/*
+ * One wheel slot: the entries filed under it, in filing order. Re-filing
+ * or removing an entry leaves its old member behind, stale: a member is
+ * live only while its entry's wheel_slot and wheel_pos name it. Stale
+ * members would pile up (a closed TCP flow is re-filed under its linger
+ * deadline, and its first filing is due only minutes later), so once they
+ * outnumber the live ones the whole wheel is squeezed: memory follows the
+ * flows in the table, not every filing.
+ */
+struct ft_wheel_slot {
+	uint32_t *idx;
+	uint32_t n, cap;
+	uint32_t live;             /* members that are live */
 };
 
 #define FT_CHUNK_SHIFT 14 /* 2 MiB of entries: one huge page */
@@ -80,10 +101,14 @@ struct flow_table {
 	size_t max_flows;
 	size_t n_used;             /* entries live */
 	size_t n_carved;           /* entries ever handed out of the chunks */
-	uint32_t free_head;        /* freed entries, linked by wheel_next */
+	uint32_t free_head;        /* freed entries, linked by free_next */
 	uint64_t *slot;            /* index: tag << 32 | (entry + 1); 0 = empty */
 	size_t n_slots;            /* power of two */
-	uint32_t *wheel;           /* FT_WHEEL_SLOTS list heads */
+	struct ft_wheel_slot *wheel; /* FT_WHEEL_SLOTS slots */
+	size_t wheel_members;      /* members in all slots... */
+	size_t wheel_live;         /* ...of which live */
+	size_t wheel_cap;          /* members the slot arrays can hold now... */
+	size_t wheel_cap_peak;     /* ...and at most so far, for flow_table_bytes */
 	uint64_t wheel_cur;        /* absolute slot number: all before it were processed */
 	int wheel_started;
 	struct mm_hash_key key;
@@ -111,14 +136,18 @@ int flow_table_insert(struct flow_table *t, const struct ft_key *key, uint64_t h
 		      uint32_t *out_idx);
 
 /*
- * Unfiles and deletes the entry, whose key hashes to hash (the caller
- * usually has it already, or hashes a batch of keys while their index
- * slots are fetched); lookups of other keys stay correct (backward shift).
+ * Unfiles and deletes the entry; lookups of other keys stay correct
+ * (backward shift). Its index slot is found from the entry's tag, so a
+ * caller ending a batch of entries can prefetch their slots first.
  */
-void flow_table_remove(struct flow_table *t, uint32_t idx, uint64_t hash);
+void flow_table_remove(struct flow_table *t, uint32_t idx);
 
-/* Files the entry under deadline_ns (re-filing it if already filed). */
-void flow_table_schedule(struct flow_table *t, uint32_t idx, uint64_t deadline_ns);
+/*
+ * Files the entry under deadline_ns (re-filing it if already filed). 0, or
+ * MM_ENOMEM when the slot's array cannot grow: the entry then stays filed
+ * where it was, or unfiled if it was not filed.
+ */
+int flow_table_schedule(struct flow_table *t, uint32_t idx, uint64_t deadline_ns);
 
 /*
  * Unfiles and returns an entry filed in a wheel slot that ended before
@@ -133,7 +162,10 @@ uint32_t flow_table_pop_earliest(struct flow_table *t);
 
 size_t flow_table_count(const struct flow_table *t);
 
-/* Bytes held: slab chunks, index, wheel. */
+/*
+ * Bytes held: slab chunks, index, wheel slots, and their arrays at their
+ * largest so far (they shrink as slots drain; the others never shrink).
+ */
 size_t flow_table_bytes(const struct flow_table *t);
 
 /* Longest probe run in the index (for tests of hash quality). O(index size). */
@@ -164,9 +196,9 @@ static inline void flow_table_prefetch_slot(const struct flow_table *t, uint64_t
 }
 
 /*
- * A read prefetch the compiler keeps: GCC 12 at -O2 deletes
- * __builtin_prefetch from prefetch_entries' loop as dead code (checked in
- * the generated assembly), which left every entry lookup to miss.
+ * A read prefetch the compiler keeps: GCC 12 at -O2 deleted
+ * __builtin_prefetch from the meter's entry-prefetch loop as dead code
+ * (checked in the generated assembly), which left every entry lookup to miss.
  */
 static inline void ft_prefetch(const void *p)
 {

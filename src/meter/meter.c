@@ -20,7 +20,6 @@
 #define METER_BATCH 128       /* packets decoded and prefetched together */
 #define SINK_BATCH 256        /* flows handed to the sink per call */
 #define EXPIRE_BUDGET 8       /* wheel entries examined per packet */
-#define PREFETCH_AHEAD 16     /* packets decoded between a slot's prefetch and its entry's */
 #define NS_PER_S 1000000000ull
 
 #define TCP_FIN 0x01
@@ -78,6 +77,7 @@ struct mm_meter {
 	uint8_t batch_ntp_mode[METER_BATCH];
 	struct mm_pkt batch[METER_BATCH];
 	struct layer_key batch_keys[METER_BATCH][MM_ENCAP_MAX + 1];
+	struct layer_key *batch_list[METER_BATCH * (MM_ENCAP_MAX + 1)]; /* the batch's keys in use */
 };
 
 void mm_meter_config_default(struct mm_meter_config *cfg)
@@ -237,10 +237,15 @@ static bool is_icmp(uint8_t proto)
 	return proto == PROTO_ICMP || proto == PROTO_ICMP6;
 }
 
+/*
+ * Which endpoint is a depends on the addresses: unpredictable, so the
+ * key's fields are chosen by selects rather than branches on from_a. Every
+ * key byte is assigned (ft_key has no padding), so no memset first.
+ */
 static void build_key(uint16_t vlan, const struct mm_pkt_ip *ip, struct layer_key *lk)
 {
 	uint16_t sport = 0, dport = 0;
-	bool one_way = false;
+	bool one_way = false, from_a;
 	int cmp;
 
 	if (is_icmp(ip->proto)) {
@@ -253,13 +258,13 @@ static void build_key(uint16_t vlan, const struct mm_pkt_ip *ip, struct layer_ke
 		sport = ip->sport;
 		dport = ip->dport;
 	}
-	memset(&lk->key, 0, sizeof(lk->key));
 	cmp = mm_addr_cmp(&ip->src, &ip->dst);
-	lk->from_a = one_way || cmp < 0 || (cmp == 0 && sport <= dport);
-	lk->key.a = lk->from_a ? ip->src : ip->dst;
-	lk->key.b = lk->from_a ? ip->dst : ip->src;
-	lk->key.port_a = lk->from_a ? sport : dport;
-	lk->key.port_b = lk->from_a ? dport : sport;
+	from_a = one_way | (cmp < 0) | ((cmp == 0) & (sport <= dport));
+	lk->from_a = from_a;
+	lk->key.a = *(from_a ? &ip->src : &ip->dst);
+	lk->key.b = *(from_a ? &ip->dst : &ip->src);
+	lk->key.port_a = from_a ? sport : dport;
+	lk->key.port_b = from_a ? dport : sport;
 	lk->key.vlan = vlan;
 	lk->key.proto = ip->proto;
 	lk->key.one_way = one_way;
@@ -274,16 +279,32 @@ static unsigned counted_layers(const struct mm_pkt *p)
 	return p->n_ip;
 }
 
-static void prepare_keys(struct mm_meter *m, const struct mm_pkt *p, struct layer_key *keys)
+/*
+ * Builds the keys of the packet's layers that get a flow (not a fragment)
+ * into keys, and appends pointers to them to list; returns how many.
+ */
+static size_t build_keys(const struct mm_pkt *p, struct layer_key *keys, struct layer_key **list)
 {
 	unsigned n = counted_layers(p);
+	size_t k = 0;
 
-	for (unsigned i = 0; i < n; i++) {
-		if (p->ip[i].frag != MM_FRAG_NONE)
-			break;
+	for (unsigned i = 0; i < n && p->ip[i].frag == MM_FRAG_NONE; i++) {
 		build_key(p->vlan, &p->ip[i], &keys[i]);
-		keys[i].hash = flow_table_hash(m->flows, &keys[i].key);
-		flow_table_prefetch_slot(m->flows, keys[i].hash);
+		list[k++] = &keys[i];
+	}
+	return k;
+}
+
+/*
+ * Hashes the listed keys and prefetches their index slots. A loop of
+ * nothing but hashing lets the CPU overlap consecutive SipHash chains,
+ * which are independent but each one long and serial.
+ */
+static void hash_keys(struct mm_meter *m, struct layer_key **list, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		list[i]->hash = flow_table_hash(m->flows, &list[i]->key);
+		flow_table_prefetch_slot(m->flows, list[i]->hash);
 	}
 }
 
@@ -332,16 +353,10 @@ static void export_entry(struct mm_meter *m, const struct ft_entry *e, uint8_t r
 		flush_sink(m);
 }
 
-/* hash: of the entry's key, which the caller has or computed ahead to prefetch its index slot. */
-static void end_flow(struct mm_meter *m, uint32_t idx, uint64_t hash, uint8_t reason)
+static void end_flow(struct mm_meter *m, uint32_t idx, uint8_t reason)
 {
 	export_entry(m, flow_table_entry(m->flows, idx), reason);
-	flow_table_remove(m->flows, idx, hash);
-}
-
-static uint64_t entry_hash(const struct mm_meter *m, uint32_t idx)
-{
-	return flow_table_hash(m->flows, &flow_table_entry(m->flows, idx)->key);
+	flow_table_remove(m->flows, idx);
 }
 
 /* ---- timeouts ----------------------------------------------------------- */
@@ -384,7 +399,6 @@ static uint64_t deadline_of(const struct mm_meter *m, const struct ft_entry *e, 
 static void expire_due(struct mm_meter *m, size_t budget)
 {
 	uint32_t due[EXPIRE_BUDGET];
-	uint64_t hash[EXPIRE_BUDGET];
 	uint8_t why[EXPIRE_BUDGET];
 	uint32_t idx = 0;
 
@@ -393,20 +407,21 @@ static void expire_due(struct mm_meter *m, size_t budget)
 
 		while (budget && n < EXPIRE_BUDGET &&
 		       (idx = flow_table_next_due(m->flows, m->now_ns)) != FT_NONE) {
-			uint64_t dl = deadline_of(m, flow_table_entry(m->flows, idx), &why[n]);
+			const struct ft_entry *e = flow_table_entry(m->flows, idx);
+			uint64_t dl = deadline_of(m, e, &why[n]);
 
 			budget--;
 			if (dl > m->now_ns) {
-				flow_table_schedule(m->flows, idx, dl);
-				continue;
+				if (flow_table_schedule(m->flows, idx, dl) == 0)
+					continue;
+				why[n] = MM_END_RESOURCE; /* no memory to keep it filed */
 			}
 			due[n] = idx;
-			hash[n] = entry_hash(m, idx);
-			flow_table_prefetch_slot(m->flows, hash[n]);
+			flow_table_prefetch_slot(m->flows, e->tag);
 			n++;
 		}
 		for (size_t i = 0; i < n; i++)
-			end_flow(m, due[i], hash[i], why[i]);
+			end_flow(m, due[i], why[i]);
 	}
 }
 
@@ -415,7 +430,7 @@ static void end_all(struct mm_meter *m)
 	uint32_t idx;
 
 	while ((idx = flow_table_pop_earliest(m->flows)) != FT_NONE)
-		end_flow(m, idx, entry_hash(m, idx), MM_END_FORCED);
+		end_flow(m, idx, MM_END_FORCED);
 	frag_table_clear(m->frags);
 }
 
@@ -450,7 +465,7 @@ static bool evict_one(struct mm_meter *m)
 		return false;
 	if (deadline_of(m, flow_table_entry(m->flows, idx), &reason) > m->now_ns)
 		reason = MM_END_RESOURCE;
-	end_flow(m, idx, entry_hash(m, idx), reason);
+	end_flow(m, idx, reason);
 	return true;
 }
 
@@ -506,7 +521,6 @@ static uint32_t create_flow(struct mm_meter *m, uint64_t ts_ns, const struct mm_
 		if (!evict_one(m))
 			return FT_NONE;
 	e = flow_table_entry(m->flows, idx);
-	e->id = ++m->last_id;
 	e->first_ns = e->last_ns = ts_ns;
 	flip = first_packet_flips(m, ip);
 	if (lk->from_a == flip)
@@ -514,10 +528,15 @@ static uint32_t create_flow(struct mm_meter *m, uint64_t ts_ns, const struct mm_
 	if (m->cfg.zeek_compat && ip->proto == PROTO_TCP && !flip &&
 	    (ip->tcp_flags & (TCP_SYN | TCP_ACK)) == (TCP_SYN | TCP_ACK))
 		e->state |= FT_SYNACK_FIRST;
+	if (flow_table_schedule(m->flows, idx, deadline_of(m, e, &reason)) < 0) {
+		/* An unfiled flow would never expire: no room for this one after all. */
+		flow_table_remove(m->flows, idx);
+		return FT_NONE;
+	}
+	e->id = ++m->last_id;
 	m->stats.flows_created++;
 	if (flow_table_count(m->flows) > m->stats.peak_flows)
 		m->stats.peak_flows = flow_table_count(m->flows);
-	flow_table_schedule(m->flows, idx, deadline_of(m, e, &reason));
 	return idx;
 }
 
@@ -539,9 +558,13 @@ static void tcp_update(struct mm_meter *m, uint32_t idx, struct ft_entry *e, boo
 	}
 	if (!(e->state & FT_CLOSED) &&
 	    ((e->state & (FT_FIN_A | FT_FIN_B)) == (FT_FIN_A | FT_FIN_B) || (e->state & FT_RST))) {
-		/* The linger deadline is earlier than the filed idle one: re-file now. */
+		/*
+		 * The linger deadline is earlier than the filed idle one: re-file
+		 * now. Without memory to do so the entry stays filed under the
+		 * idle deadline, where expiry finds it closed and ends it.
+		 */
 		e->state |= FT_CLOSED;
-		flow_table_schedule(m->flows, idx, deadline_of(m, e, &reason));
+		(void)flow_table_schedule(m->flows, idx, deadline_of(m, e, &reason));
 	}
 }
 
@@ -618,19 +641,18 @@ static void update_flow(struct mm_meter *m, uint32_t idx, uint64_t ts_ns,
 }
 
 /* A found entry whose time is up, or a closed TCP flow reopened by a fresh SYN, ends first. */
-static bool ends_before_packet(struct mm_meter *m, uint32_t idx, uint64_t hash,
-			       const struct mm_pkt_ip *ip)
+static bool ends_before_packet(struct mm_meter *m, uint32_t idx, const struct mm_pkt_ip *ip)
 {
 	const struct ft_entry *e = flow_table_entry(m->flows, idx);
 	uint8_t reason;
 
 	if (deadline_of(m, e, &reason) <= m->now_ns) {
-		end_flow(m, idx, hash, reason);
+		end_flow(m, idx, reason);
 		return true;
 	}
 	if (ip->proto == PROTO_TCP && (e->state & FT_CLOSED) &&
 	    (ip->tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN) {
-		end_flow(m, idx, hash, MM_END_EOF);
+		end_flow(m, idx, MM_END_EOF);
 		return true;
 	}
 	return false;
@@ -643,7 +665,7 @@ static uint64_t account_layer(struct mm_meter *m, uint64_t ts_ns, const struct m
 {
 	uint32_t idx = flow_table_find(m->flows, &lk->key, lk->hash);
 
-	if (idx != FT_NONE && ends_before_packet(m, idx, lk->hash, ip))
+	if (idx != FT_NONE && ends_before_packet(m, idx, ip))
 		idx = FT_NONE;
 	if (idx == FT_NONE) {
 		idx = create_flow(m, ts_ns, ip, lk);
@@ -709,8 +731,9 @@ static void account_packet(struct mm_meter *m, uint64_t ts_ns, uint32_t wire_len
 void meter_account(struct mm_meter *m, uint64_t ts_ns, uint32_t wire_len, const struct mm_pkt *pkt)
 {
 	struct layer_key keys[MM_ENCAP_MAX + 1];
+	struct layer_key *list[MM_ENCAP_MAX + 1];
 
-	prepare_keys(m, pkt, keys);
+	hash_keys(m, list, build_keys(pkt, keys, list));
 	account_packet(m, ts_ns, wire_len, MM_ANOM_NONE, pkt, keys, 0);
 	flush_sink(m);
 }
@@ -741,24 +764,18 @@ static uint8_t ntp_mode_of(const struct mm_meter *m, const struct mm_raw_packet 
 	return off < r->cap_len ? r->data[off] & 7 : 0;
 }
 
-static void prefetch_entries(struct mm_meter *m, size_t i)
-{
-	const struct mm_pkt *p = &m->batch[i];
-	unsigned layers = counted_layers(p);
-
-	for (unsigned j = 0; j < layers && p->ip[j].frag == MM_FRAG_NONE; j++)
-		flow_table_prefetch_entry(m->flows, m->batch_keys[i][j].hash);
-}
-
 void mm_meter_packets(struct mm_meter *m, const struct mm_raw_packet *pkts, size_t n)
 {
 	for (size_t off = 0; off < n; off += METER_BATCH) {
 		size_t k = n - off < METER_BATCH ? n - off : METER_BATCH;
+		size_t n_keys = 0;
 
 		/*
-		 * Decode and hash the batch, prefetching index slots; a packet's
-		 * entry is fetched PREFETCH_AHEAD packets after its slot, once the
-		 * slot has arrived...
+		 * Stages over the whole batch, so that each memory access is
+		 * requested a batch of work before it is needed: decode and
+		 * build keys; hash them, prefetching their index slots; read the
+		 * slots (the misses of the first overlap those of the rest) to
+		 * prefetch the entries they name; then update the table.
 		 */
 		for (size_t i = 0; i < k; i++) {
 			const struct mm_raw_packet *r = &pkts[off + i];
@@ -766,17 +783,11 @@ void mm_meter_packets(struct mm_meter *m, const struct mm_raw_packet *pkts, size
 			m->batch_anom[i] = mm_decode_packet(r->linktype, r->data, r->cap_len,
 							    m->cfg.max_encap_depth, &m->batch[i]);
 			m->batch_ntp_mode[i] = ntp_mode_of(m, r, &m->batch[i]);
-			prepare_keys(m, &m->batch[i], m->batch_keys[i]);
-			if (i >= PREFETCH_AHEAD)
-				prefetch_entries(m, i - PREFETCH_AHEAD);
+			n_keys += build_keys(&m->batch[i], m->batch_keys[i], m->batch_list + n_keys);
 		}
-		/*
-		 * ...then the last few, and update the table: every entry was
-		 * requested long enough before its use (even for the first
-		 * packets of a batch) for the miss to be over.
-		 */
-		for (size_t i = k > PREFETCH_AHEAD ? k - PREFETCH_AHEAD : 0; i < k; i++)
-			prefetch_entries(m, i);
+		hash_keys(m, m->batch_list, n_keys);
+		for (size_t i = 0; i < n_keys; i++)
+			flow_table_prefetch_entry(m->flows, m->batch_list[i]->hash);
 		for (size_t i = 0; i < k; i++) {
 			account_packet(m, pkts[off + i].ts_ns, pkts[off + i].wire_len,
 				       m->batch_anom[i], &m->batch[i], m->batch_keys[i],
