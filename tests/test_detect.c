@@ -4,7 +4,8 @@
  * slow scan through TRW, a beacon jittered ±20%), and benign look-alikes
  * (NTP to a pool, hourly update checks to a CDN, a busy public server, a
  * heavy download) raise nothing. Also: the memory cap under a flood of
- * distinct keys, batch vs streaming giving identical alerts, the alert
+ * distinct keys, batch vs streaming giving identical alerts, detectors
+ * split over two engines giving the same alerts as one, the alert
  * format and store, the config setter, and evaluation arithmetic.
  */
 #include "mamori/detect.h"
@@ -627,23 +628,45 @@ static char **lines(const struct alerts *as)
 	return v;
 }
 
+/* Background with a fast and a slow scan, a beacon and password guessing planted. */
+static void mixed_traffic(struct flows *fs)
+{
+	background(fs, T0, 9);
+	for (unsigned i = 0; i < 300; i++)
+		syn_probe(fs, A("203.0.113.5"), v4(0x0a010000u | (i * 37 % 65536)), 22, T0 + 600 * S + i * S / 2);
+	for (unsigned i = 0; i < 30; i++)
+		syn_probe(fs, A("192.0.2.77"), v4(0x0a050000u + i * 11), 3389, T0 + i * 150 * S);
+	for (uint64_t t = T0; t < T0 + 8 * 3600 * S; t += (uint64_t)(unif(240, 360) * S))
+		session(fs, A("10.1.2.3"), A("198.51.100.9"), 443, t, 2 * S, 600, 600);
+	for (unsigned i = 0; i < 60; i++)
+		session(fs, A("203.0.113.9"), A("10.1.5.5"), 22, T0 + 900 * S + i * 8 * S, 3 * S, 1800, 2600);
+}
+
+/* Asserts that two sets of alerts hold the same lines, whatever their order. */
+static void assert_same_alerts(const struct alerts *a, const struct alerts *b)
+{
+	char **x, **y;
+
+	cr_assert_eq(a->n, b->n, "%zu alerts against %zu", a->n, b->n);
+	x = lines(a);
+	y = lines(b);
+	for (size_t i = 0; i < a->n; i++) {
+		cr_assert_str_eq(x[i], y[i]);
+		free(x[i]);
+		free(y[i]);
+	}
+	free(x);
+	free(y);
+}
+
 Test(engine, batch_and_streaming_give_identical_alerts)
 {
 	struct flows fs = { 0 };
 	struct alerts batch = { 0 }, stream = { 0 };
 	struct mm_detect_config c;
 	struct mm_detect *d;
-	char **x, **y;
 
-	background(&fs, T0, 9);
-	for (unsigned i = 0; i < 300; i++)
-		syn_probe(&fs, A("203.0.113.5"), v4(0x0a010000u | (i * 37 % 65536)), 22, T0 + 600 * S + i * S / 2);
-	for (unsigned i = 0; i < 30; i++)
-		syn_probe(&fs, A("192.0.2.77"), v4(0x0a050000u + i * 11), 3389, T0 + i * 150 * S);
-	for (uint64_t t = T0; t < T0 + 8 * 3600 * S; t += (uint64_t)(unif(240, 360) * S))
-		session(&fs, A("10.1.2.3"), A("198.51.100.9"), 443, t, 2 * S, 600, 600);
-	for (unsigned i = 0; i < 60; i++)
-		session(&fs, A("203.0.113.9"), A("10.1.5.5"), 22, T0 + 900 * S + i * 8 * S, 3 * S, 1800, 2600);
+	mixed_traffic(&fs);
 	config(&c);
 	run_cfg(&c, &fs, &batch);
 	cr_assert_geq(batch.n, 4);
@@ -670,19 +693,64 @@ Test(engine, batch_and_streaming_give_identical_alerts)
 	cr_assert_eq(mm_detect_flush(d), 0);
 	mm_detect_free(d);
 
-	cr_assert_eq(stream.n, batch.n);
-	x = lines(&batch);
-	y = lines(&stream);
-	for (size_t i = 0; i < batch.n; i++) {
-		cr_assert_str_eq(x[i], y[i]);
-		free(x[i]);
-		free(y[i]);
-	}
-	free(x);
-	free(y);
+	assert_same_alerts(&batch, &stream);
 	free(fs.v);
 	free(batch.v);
 	free(stream.v);
+}
+
+/*
+ * What inline detection on two threads relies on (cli_detect.c): the
+ * detectors split over two engines (MM_DETECT_SECOND_THREAD) under one
+ * hash key, fed the same flows in the same batches, raise the same alerts
+ * as one engine running all six, and each engine in the one engine's order.
+ */
+Test(engine, detectors_split_over_two_engines_give_the_same_alerts)
+{
+	struct flows fs = { 0 };
+	struct alerts one = { 0 }, part[2] = { 0 }, both = { 0 };
+	struct mm_detect_config c, pc[2];
+	struct mm_detect *d[2];
+
+	mixed_traffic(&fs);
+	for (uint64_t t = T0 + 3600 * S; t < T0 + 3600 * S + 60 * S; t += S / 500) /* a SYN flood for ddos */
+		syn_probe(&fs, v4(0xc6330000u | (uint32_t)(rnd() % 65536)), A("10.9.9.9"), 80, t);
+	config(&c);
+	run_cfg(&c, &fs, &one);
+	for (int k = 0; k < 2; k++) {
+		pc[k] = c;
+		pc[k].enabled = k == 0 ? c.enabled & ~MM_DETECT_SECOND_THREAD : c.enabled & MM_DETECT_SECOND_THREAD;
+		cr_assert_eq(mm_detect_new(&d[k], &pc[k], collect, &part[k]), 0, "%s", mm_last_error());
+	}
+	for (size_t i = 0; i < fs.n; i += 1000)
+		for (int k = 0; k < 2; k++)
+			cr_assert_eq(mm_detect_feed(d[k], fs.v + i, fs.n - i < 1000 ? fs.n - i : 1000), 0);
+	for (int k = 0; k < 2; k++) {
+		size_t j = 0;
+
+		cr_assert_eq(mm_detect_flush(d[k]), 0);
+		mm_detect_free(d[k]);
+		/* This engine's alerts are the one engine's alerts of its detectors, in the same order. */
+		for (size_t i = 0; i < one.n; i++) {
+			if (!(pc[k].enabled & (1u << one.v[i].detector)))
+				continue;
+			cr_assert_lt(j, part[k].n);
+			cr_assert_str_eq(one.v[i].explanation, part[k].v[j].explanation);
+			j++;
+		}
+		cr_assert_eq(j, part[k].n);
+		for (size_t i = 0; i < part[k].n; i++)
+			collect(&both, &part[k].v[i]);
+	}
+	/* Both halves raised something: the split is a real one. */
+	cr_assert_gt(part[0].n, 0);
+	cr_assert_gt(part[1].n, 0);
+	assert_same_alerts(&one, &both);
+	free(fs.v);
+	free(one.v);
+	free(part[0].v);
+	free(part[1].v);
+	free(both.v);
 }
 
 /* --- alert format and store ------------------------------------------------------------ */

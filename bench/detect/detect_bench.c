@@ -7,51 +7,18 @@
  * run, flows_per_s (wall clock) and flows_per_cpu_s (one core's CPU time).
  * Usage: detect_bench DATA [RUNS]
  */
+#include "bench_flows.h"
+
 #include "mamori/detect.h"
+#include "mamori/hash.h"
 #include "mamori/intel.h"
-#include "mamori/query.h"
-#include "mamori/query_exec.h"
 #include "mamori/status.h"
-#include "mamori/store.h"
 
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-struct flows {
-	struct mm_flow *v;
-	size_t n, cap;
-};
-
-static int take(void *ctx, const struct mm_flow *f, size_t n)
-{
-	struct flows *fs = ctx;
-
-	if (fs->n + n > fs->cap) {
-		size_t cap = fs->cap ? fs->cap : 1 << 20;
-		struct mm_flow *v;
-
-		while (cap < fs->n + n)
-			cap *= 2;
-		v = realloc(fs->v, cap * sizeof(*v));
-		if (!v)
-			return mm_fail(MM_ENOMEM, "bench: %zu flows", cap);
-		fs->v = v;
-		fs->cap = cap;
-	}
-	memcpy(fs->v + fs->n, f, n * sizeof(*f));
-	fs->n += n;
-	return 0;
-}
-
-static int cmp_last(const void *a, const void *b)
-{
-	const struct mm_flow *x = a, *y = b;
-
-	return (x->last_ns > y->last_ns) - (x->last_ns < y->last_ns);
-}
 
 /* Counts alerts and folds each one's NDJSON line, in emission order, into a
  * digest: two builds that print the same digest raised the same alerts. */
@@ -81,10 +48,7 @@ static double now_s(clockid_t clock)
 
 int main(int argc, char **argv)
 {
-	struct flows fs = { 0 };
-	struct mm_store *st = NULL;
-	struct mm_query *q = NULL;
-	struct mm_query_exec_options opt;
+	struct bench_flows fs;
 	struct mm_detect_config cfg;
 	struct mm_intel *intel = NULL;
 	char intel_dir[4096];
@@ -96,13 +60,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: detect_bench DATA [RUNS]\n");
 		return 1;
 	}
-	mm_query_exec_options_default(&opt);
-	if (mm_store_open(&st, argv[1]) < 0 || mm_query_parse("", &q, NULL) < 0 ||
-	    mm_query_list(st, q, &opt, take, &fs, NULL) < 0) {
+	if (bench_flows_load(&fs, argv[1]) < 0) {
 		fprintf(stderr, "detect_bench: %s\n", mm_last_error());
 		return 1;
 	}
-	qsort(fs.v, fs.n, sizeof(*fs.v), cmp_last);
 	mm_detect_config_default(&cfg);
 	/* The standard scenario's domestic side (docs/scenario.md). */
 	mm_detect_config_set(&cfg, "domestic", "10.0.0.0/8,198.18.0.0/15,2001:db8::/32");
@@ -138,8 +99,6 @@ int main(int argc, char **argv)
 	printf("flows %zu\nalerts %" PRIu64 "\nalerts_digest %016" PRIx64 "\nseconds %.3f\ncpu_seconds %.3f\nflows_per_s %.0f\nflows_per_cpu_s %.0f\n",
 	       fs.n, tally.alerts, tally.digest, best, best_cpu, (double)fs.n / best, (double)fs.n / best_cpu);
 	mm_intel_close(intel);
-	mm_query_free(q);
-	mm_store_free(st);
-	free(fs.v);
+	bench_flows_free(&fs);
 	return 0;
 }

@@ -123,6 +123,19 @@ struct mm_detect_ports {
 };
 
 /*
+ * Detectors share no state: each keeps its own tables and sketches and sees
+ * every flow in the same order on the same stream clock. So the detectors
+ * can be split over engines fed the same flows, one engine per thread:
+ * these (keyed by destination or by pair: beacon, ddos, exfil) on a second
+ * thread, the rest (keyed by source: scan, bruteforce; and intel) on the
+ * first, a split that halves the work per flow on the standard scenario.
+ * With the same hash key the split engines raise the same alerts as one
+ * engine running all six, each engine in stream order of its own detectors
+ * (only the interleaving of the two engines' alerts differs).
+ */
+#define MM_DETECT_SECOND_THREAD ((1u << MM_DET_BEACON) | (1u << MM_DET_DDOS) | (1u << MM_DET_EXFIL))
+
+/*
  * Every threshold with its default (mm_detect_config_default). Each is
  * also a key for mm_detect_config_set ("scan.min_hosts"); docs/detect.md
  * lists them. Durations in ns.
@@ -134,6 +147,10 @@ struct mm_detect_config {
 	size_t memory_cap;       /* 256 MiB of detector state, shared out among the detectors */
 	bool hash_key_set;       /* false: a random key per engine */
 	struct mm_hash_key hash_key;
+	/* Threads inline detection (collect, meter --detect) runs the detectors
+	 * on: 1, or 2 (default) for one engine per MM_DETECT_SECOND_THREAD
+	 * split. The engine itself is single-threaded and ignores it. */
+	unsigned threads;
 
 	/* The domestic side (exfil; explanations): prefixes, or a callback that wins when set. */
 	struct mm_prefix domestic[MM_DETECT_MAX_DOMESTIC];

@@ -28,6 +28,7 @@ void mm_detect_config_default(struct mm_detect_config *c)
 	c->reorder_ns = 10 * MM_NS_PER_SEC;
 	c->max_buffered = 65536;
 	c->memory_cap = (size_t)256 << 20;
+	c->threads = 2;
 
 	c->intel_cfg.min_confidence = 0;
 	c->intel_cfg.suppress_ns = 3600 * MM_NS_PER_SEC;
@@ -107,6 +108,7 @@ static const struct key_def keys[] = {
 	{ "reorder", K_DURATION, F(reorder_ns), "export-time disorder absorbed before processing" },
 	{ "max_buffered", K_SIZE, F(max_buffered), "flows held for reordering at most" },
 	{ "memory", K_SIZE, F(memory_cap), "bytes of detector state, shared out among detectors" },
+	{ "threads", K_UINT, F(threads), "inline detection: 1 thread, or 2 splitting the detectors (same alerts)" },
 	{ "intel.min_confidence", K_UINT, F(intel_cfg.min_confidence), "indicators below this confidence (0-100) are ignored" },
 	{ "intel.suppress", K_DURATION, F(intel_cfg.suppress_ns), "one alert per (src, dst, indicator) per this" },
 	{ "scan.window", K_DURATION, F(scan.window_ns), "per-source counting window" },

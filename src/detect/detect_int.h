@@ -17,6 +17,10 @@ struct mm_intel_snap;
 
 /* --- capped hash table (table.c) ------------------------------------------ */
 
+/* Zeroed memory for large detector state, on huge pages where the kernel gives them; NULL when out of memory. */
+void *det_state_alloc(size_t bytes);
+void det_state_free(void *p, size_t bytes);
+
 /* Every table entry starts with this; hash 0 marks an empty slot. */
 struct det_hdr {
 	uint64_t hash;
@@ -98,6 +102,8 @@ void det_cms_clear(struct det_cms *c);
 /* Adds v and returns the new estimate. */
 uint32_t det_cms_add(struct det_cms *c, uint64_t hash, uint32_t v);
 uint32_t det_cms_get(const struct det_cms *c, uint64_t hash);
+/* Starts loading the cells of hash into the cache (no effect on the sketch). */
+void det_cms_prefetch(const struct det_cms *c, uint64_t hash);
 
 /* The longest prefix covering every address added (alert src/dst for many hosts). */
 struct det_cover {

@@ -430,6 +430,8 @@ int mm_detect_new(struct mm_detect **out, const struct mm_detect_config *cfg, mm
 		return mm_fail(MM_EINVAL, "detect: TRW needs 0 < theta1 < theta0 < 1 and alpha < beta");
 	if (cfg->ddos.top_k < 16 || cfg->beacon.min_conns < 4)
 		return mm_fail(MM_EINVAL, "detect: ddos.top_k must be >= 16 and beacon.min_conns >= 4");
+	if (cfg->threads < 1 || cfg->threads > 2)
+		return mm_fail(MM_EINVAL, "detect: threads must be 1 or 2");
 	d = calloc(1, sizeof(*d));
 	if (!d)
 		return mm_fail(MM_ENOMEM, "detect: engine");

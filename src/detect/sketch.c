@@ -65,7 +65,7 @@ int det_cms_init(struct det_cms *c, size_t mem_bytes, unsigned depth)
 
 	while (width * 2 * depth * sizeof(uint32_t) <= mem_bytes && width < ((size_t)1 << 32))
 		width *= 2;
-	c->cell = calloc(width * depth, sizeof(uint32_t));
+	c->cell = det_state_alloc(width * depth * sizeof(uint32_t));
 	if (!c->cell)
 		return mm_fail(MM_ENOMEM, "detect: count-min sketch of %u x %zu", depth, width);
 	c->width_mask = width - 1;
@@ -75,7 +75,8 @@ int det_cms_init(struct det_cms *c, size_t mem_bytes, unsigned depth)
 
 void det_cms_release(struct det_cms *c)
 {
-	free(c->cell);
+	if (c->cell)
+		det_state_free(c->cell, (c->width_mask + 1) * c->depth * sizeof(uint32_t));
 	memset(c, 0, sizeof(*c));
 }
 
@@ -105,6 +106,12 @@ uint32_t det_cms_get(const struct det_cms *c, uint64_t hash)
 	return best;
 }
 
+void det_cms_prefetch(const struct det_cms *c, uint64_t hash)
+{
+	for (unsigned r = 0; r < c->depth; r++)
+		__builtin_prefetch(&c->cell[cms_index(c, hash, r)], 1);
+}
+
 uint32_t det_cms_add(struct det_cms *c, uint64_t hash, uint32_t v)
 {
 	uint32_t cur = det_cms_get(c, hash);
@@ -120,6 +127,16 @@ uint32_t det_cms_add(struct det_cms *c, uint64_t hash, uint32_t v)
 	return want;
 }
 
+/* Eight bytes of an address as a big-endian number: its first byte the most significant. */
+static inline uint64_t load_be64(const uint8_t *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
 void det_cover_add(struct det_cover *c, const struct mm_addr *a)
 {
 	unsigned bits = 0;
@@ -130,15 +147,15 @@ void det_cover_add(struct det_cover *c, const struct mm_addr *a)
 		c->set = true;
 		return;
 	}
-	while (bits < c->bits) {
-		unsigned byte = bits / 8;
-		uint8_t diff = c->a.b[byte] ^ a->b[byte];
+	/* The common prefix, eight bytes at a time (every flow of a scan or a flood comes here). */
+	for (unsigned half = 0; half < 2 && bits < c->bits; half++) {
+		uint64_t diff = load_be64(c->a.b + 8 * half) ^ load_be64(a->b + 8 * half);
 
 		if (diff) {
-			bits += (unsigned)__builtin_clz((unsigned)diff) - 24;
+			bits += (unsigned)__builtin_clzll(diff);
 			break;
 		}
-		bits += 8;
+		bits += 64;
 	}
 	if (bits < c->bits)
 		c->bits = bits;

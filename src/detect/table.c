@@ -12,6 +12,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 /* Entries looked at when choosing what to evict. */
 #define EVICT_PROBE 16
@@ -38,6 +39,25 @@ static inline size_t dist(const struct det_table *t, size_t a, size_t b)
 	return b >= a ? b - a : b + t->cap - a;
 }
 
+void *det_state_alloc(size_t bytes)
+{
+	void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (p == MAP_FAILED)
+		return NULL;
+	/* Best effort (the kernel may run transparent huge pages "madvise" only):
+	 * every flow touches random slots of tables of tens of MiB, and with
+	 * 4 KiB pages nearly every touch is also a TLB miss. */
+	(void)madvise(p, bytes, MADV_HUGEPAGE);
+	return p;
+}
+
+void det_state_free(void *p, size_t bytes)
+{
+	if (p)
+		munmap(p, bytes);
+}
+
 int det_table_init(struct det_table *t, size_t entry_size, size_t key_len, size_t mem_bytes,
 		   struct mm_detect *d, enum mm_detector owner)
 {
@@ -46,7 +66,7 @@ int det_table_init(struct det_table *t, size_t entry_size, size_t key_len, size_
 	memset(t, 0, sizeof(*t));
 	if (cap < 64)
 		cap = 64;
-	t->slots = calloc(cap, entry_size);
+	t->slots = det_state_alloc(cap * entry_size);
 	if (!t->slots)
 		return mm_fail(MM_ENOMEM, "detect: %s: %zu table entries of %zu bytes",
 			       mm_detector_name(owner), cap, entry_size);
@@ -64,7 +84,7 @@ int det_table_init(struct det_table *t, size_t entry_size, size_t key_len, size_
 
 void det_table_release(struct det_table *t)
 {
-	free(t->slots);
+	det_state_free(t->slots, t->cap * t->entry_size);
 	memset(t, 0, sizeof(*t));
 }
 
@@ -199,12 +219,18 @@ void *det_table_get_h(struct det_table *t, const void *key, uint64_t hash, uint6
 	return e;
 }
 
+/* Slots the sweep prefetches ahead of the one it looks at. */
+#define SWEEP_AHEAD 8
+
 void det_table_sweep(struct det_table *t, uint64_t now, uint64_t ttl, size_t budget)
 {
 	size_t i = t->sweep_cursor % t->cap;
 
 	for (size_t k = 0; k < budget && k < t->cap; k++) {
 		struct det_hdr *e = slot(t, i);
+
+		/* Every slot is a cache miss of its own in tables of large entries: overlap them. */
+		__builtin_prefetch(slot(t, i + SWEEP_AHEAD < t->cap ? i + SWEEP_AHEAD : i + SWEEP_AHEAD - t->cap));
 
 		/* A removal shifts a later entry into i: look at i again. */
 		while (e->hash != 0 && e->last_ns + ttl < now) {
