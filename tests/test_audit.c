@@ -2,9 +2,11 @@
  * oversight audit log: the RFC 6962 golden vectors (library and `audit
  * verify-proof`), proof strictness, a property test of generated proofs,
  * SHA-NI against libsodium, C2SP signed notes (the spec's example),
- * checkpoints and cosignatures, tamper tests (every byte flipped, entries
- * dropped, reordered, truncated), torn-write recovery, concurrent appends
- * from threads and processes, keys, and the oversight report's counts.
+ * checkpoints and cosignatures, batched checkpoints and the lock file's
+ * state line (a simulated restart re-derives the caches), tamper tests
+ * (every byte flipped, entries dropped, reordered, truncated), torn-write
+ * recovery, concurrent appends from threads and processes (killed ones too,
+ * durable and deferred), keys, and the oversight report's counts.
  */
 #include "mamori/audit.h"
 #include "mamori/keys.h"
@@ -974,6 +976,139 @@ static void resign_checkpoint(const char *dir, uint64_t size, const char *text_o
 	free(path);
 }
 
+/* The tree sizes of the checkpoint files, ascending. */
+static size_t checkpoint_sizes(const char *dir, uint64_t *sizes, size_t cap)
+{
+	uint64_t *all = NULL;
+	size_t n = 0;
+
+	cr_assert_eq(audit_list_checkpoints(dir, &all, &n), 0, "%s", mm_last_error());
+	cr_assert_leq(n, cap);
+	memcpy(sizes, all, n * sizeof(*all));
+	free(all);
+	return n;
+}
+
+/* Opens dir, sets the checkpoint policy, appends n entries and closes. */
+static void append_and_close(const char *dir, uint64_t n, uint64_t entries, uint64_t seconds)
+{
+	struct mm_audit_log *log = NULL;
+
+	cr_assert_eq(mm_audit_open(dir, &log), 0, "%s", mm_last_error());
+	mm_audit_set_checkpoint_policy(log, entries, seconds);
+	append_n(log, n);
+	cr_assert_eq(mm_audit_close(log), 0, "%s", mm_last_error());
+}
+
+Test(audit, checkpoints_are_batched)
+{
+	char *dir = tu_tmpdir(), *sys = NULL;
+	uint64_t s[16];
+	struct mm_audit_verify_result r;
+	struct mm_audit_log *log = NULL;
+	struct stat st;
+
+	/* Opening and appending load no system key: it appears with the first checkpoint. */
+	cr_assert_eq(mm_audit_open(dir, &log), 0, "%s", mm_last_error());
+	append_n(log, 1);
+	cr_assert_neq(asprintf(&sys, "%s/oversight/system.key", dir), -1);
+	cr_assert_neq(stat(sys, &st), 0, "system.key exists before any checkpoint");
+	/* The log's first close signs its first checkpoint, whatever the policy. */
+	mm_audit_set_checkpoint_policy(log, 1000, 3600);
+	cr_assert_eq(mm_audit_close(log), 0, "%s", mm_last_error());
+	cr_assert_eq(stat(sys, &st), 0, "no system.key after the first checkpoint");
+	cr_assert_eq(checkpoint_sizes(dir, s, 16), 1);
+	cr_assert_eq(s[0], 1);
+	/* Below both thresholds: no checkpoint, the entries are valid and counted as uncovered. */
+	append_and_close(dir, 3, 5, 3600);
+	cr_assert_eq(checkpoint_sizes(dir, s, 16), 1);
+	cr_assert_eq(mm_audit_verify(dir, NULL, NULL, 0, &r), 0, "%s", mm_last_error());
+	cr_assert(r.ok, "%s", r.problem);
+	cr_assert_eq(r.n_entries, 4);
+	cr_assert_eq(r.checkpoint_size, 1);
+	cr_assert_eq(r.n_uncovered, 3);
+	/* The entries threshold: 3 + 2 = 5 since the last checkpoint. */
+	append_and_close(dir, 2, 5, 3600);
+	cr_assert_eq(checkpoint_sizes(dir, s, 16), 2);
+	cr_assert_eq(s[1], 6);
+	/* The time threshold: 0 seconds have always passed. */
+	append_and_close(dir, 1, 1000, 0);
+	cr_assert_eq(checkpoint_sizes(dir, s, 16), 3);
+	cr_assert_eq(s[2], 7);
+	/* A close with nothing appended signs nothing, even when due by time. */
+	append_and_close(dir, 0, 1, 0);
+	cr_assert_eq(checkpoint_sizes(dir, s, 16), 3);
+	/* An explicit checkpoint is always signed. */
+	cr_assert_eq(mm_audit_open(dir, &log), 0);
+	mm_audit_set_checkpoint_policy(log, 1000, 3600);
+	append_n(log, 1);
+	cr_assert_eq(mm_audit_checkpoint(log), 0, "%s", mm_last_error());
+	append_n(log, 1);
+	cr_assert_eq(mm_audit_close(log), 0);
+	cr_assert_eq(checkpoint_sizes(dir, s, 16), 4);
+	cr_assert_eq(s[3], 8);
+	cr_assert_eq(mm_audit_verify(dir, NULL, NULL, 0, &r), 0);
+	cr_assert(r.ok, "%s", r.problem);
+	cr_assert_eq(r.n_uncovered, 1);
+	free(sys);
+	free(dir);
+}
+
+/* Writes a state line of another boot into the lock file: what a restart of the machine leaves. */
+static void state_of_another_boot(const char *dir)
+{
+	char *lock = file_of(dir, "lock"), *state;
+	size_t len;
+
+	state = tu_read_file(lock, &len);
+	cr_assert_geq(len, 36, "no state line in the lock file");
+	state[0] = state[0] == '0' ? '1' : '0';
+	tu_write_file(lock, state, len);
+	free(state);
+	free(lock);
+}
+
+Test(audit, the_state_line_finds_the_latest_checkpoint_and_a_restart_rebuilds_the_caches)
+{
+	char *dir = make_log(8), *ipath = file_of(dir, "index"), *ibuf, *lock = file_of(dir, "lock");
+	struct mm_audit_log *log = NULL;
+	struct mm_audit_recovery rv;
+	uint64_t s[4];
+	size_t ilen;
+
+	/* Four entries past the checkpoint at 8: their cache rows are not fsync'd. */
+	append_and_close(dir, 4, 1000, 3600);
+	cr_assert_eq(checkpoint_sizes(dir, s, 4), 1);
+	/* Same boot: the caches are trusted as written, nothing is rebuilt. */
+	cr_assert_eq(mm_audit_open(dir, &log), 0, "%s", mm_last_error());
+	mm_audit_recovery(log, &rv);
+	cr_assert_eq(rv.rebuilt, 0);
+	cr_assert_eq(mm_audit_close(log), 0);
+	/* A restart lost a page of the index past the checkpoint (rows 9 and 10 read as zeros). */
+	ibuf = tu_read_file(ipath, &ilen);
+	cr_assert_eq(ilen, AUDIT_FILE_HEADER + 12 * 8);
+	memset(ibuf + AUDIT_FILE_HEADER + 9 * 8, 0, 16);
+	tu_write_file(ipath, ibuf, ilen);
+	state_of_another_boot(dir);
+	verify_bad(dir);
+	cr_assert_eq(mm_audit_open(dir, &log), 0, "%s", mm_last_error());
+	mm_audit_recovery(log, &rv);
+	cr_assert_eq(rv.rebuilt, 4, "rebuilt %" PRIu64, rv.rebuilt);
+	cr_assert_eq(mm_audit_size(log), 12);
+	cr_assert_eq(mm_audit_close(log), 0);
+	verify_ok(dir);
+	/* No state line at all (an older log): the directory is read instead, and the recent
+	 * checkpoint at 8 is found, so a close below both thresholds signs nothing. */
+	tu_write_file(lock, "", 0);
+	append_and_close(dir, 1, 1000, 3600);
+	cr_assert_eq(checkpoint_sizes(dir, s, 4), 1);
+	verify_ok(dir);
+	free(ibuf);
+	free(ipath);
+	free(lock);
+	free(dir);
+}
+
 Test(audit, checkpoint_signed_by_another_key_or_modified_is_refused)
 {
 	char *dir = make_log(4), *path = file_of(dir, "checkpoints/00000000000000000004");
@@ -1134,7 +1269,9 @@ Test(audit, killed_writers_lose_no_acknowledged_entry)
 		cr_assert_eq(pipe(fds), 0);
 		pid = fork();
 		if (pid == 0) {
-			/* Appends batches of 50 and reports each acknowledged index, until killed. */
+			/* Appends batches of 50 and reports each acknowledged index, until killed;
+			 * odd rounds append one deferred (written, not fsync'd) entry at a time: a
+			 * killed process loses none of those either. */
 			struct mm_audit_log *cl = NULL;
 			const char *texts[50];
 			size_t lens[50];
@@ -1144,6 +1281,14 @@ Test(audit, killed_writers_lose_no_acknowledged_entry)
 				_exit(2);
 			for (;;) {
 				uint64_t first, last;
+				if (round % 2) {
+					entry_text(mm_audit_size(cl), bufs[0], sizeof(bufs[0]));
+					if (mm_audit_append_deferred(cl, bufs[0], strlen(bufs[0]), &last) != 0)
+						_exit(3);
+					if (write(fds[1], &last, sizeof(last)) != sizeof(last))
+						_exit(4);
+					continue;
+				}
 				for (int j = 0; j < 50; j++) {
 					texts[j] = entry_text(mm_audit_size(cl) + (uint64_t)j, bufs[j],
 							      sizeof(bufs[j]));

@@ -6,17 +6,25 @@
  * lab-mode answer filtered by hand); aggregate-only refuses records; and
  * every subcommand listed by `mamori --help` is classified and, when it
  * acts on data, proved to be refused and audited without an authorization.
+ * Through the library: a query killed between its decision and its
+ * completion leaves what docs/oversight.md says it does.
  */
 #include "test_util.h"
 
 #include "mamori/addr.h"
 #include "mamori/audit.h"
+#include "mamori/guard.h"
+#include "mamori/query.h"
+#include "mamori/status.h"
 
 #include <criterion/criterion.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #define LAB_NOTICE "mamori: lab mode: no oversight panel; every act is allowed and audited"
 
@@ -346,8 +354,8 @@ static const struct classified table[] = {
 	  { "alerts", "-R", "@DATA" } },
 	{ "geo", EXEMPT, "builds and queries the country/AS reference table; no flow data" },
 	{ "cryptopan", EXEMPT,
-	  "the key holder's filter over addresses on standard input; opens no data directory (its --reverse "
-	  "re-identifies outside the guard: 'reidentify' is the guarded way; reported)" },
+	  "maps addresses forward to pseudonyms over standard input and makes keys; opens no data directory and "
+	  "cannot reverse the map ('reidentify' is the only way back, guarded)" },
 };
 
 static uint64_t audit_size(const char *data)
@@ -453,4 +461,82 @@ Test(guard_cli, every_subcommand_is_classified_and_none_acts_without_authorizati
 	cr_assert_geq(seen, 8, "parsed only %zu subcommands from mamori --help", seen);
 	free(out);
 	free(e.dir);
+}
+
+/* Entry index of data's audit log as a JSON object (owned). */
+static json_t *entry_at(const char *data, uint64_t index)
+{
+	struct mm_audit_log *log = NULL;
+	char *text = NULL;
+	json_t *j;
+
+	cr_assert_eq(mm_audit_open_existing(data, &log), 0, "%s", mm_last_error());
+	cr_assert_eq(mm_audit_read(log, index, &text, NULL), 0, "%s", mm_last_error());
+	mm_audit_close(log);
+	j = json_loads(text, 0, NULL);
+	cr_assert(j, "entry %" PRIu64 " is not JSON: %s", index, text);
+	free(text);
+	return j;
+}
+
+/*
+ * A query whose decision's fsync overlaps its execution (overlap_sync),
+ * killed at each point: after the decision, after it is durable (before
+ * output) and after the "recorded" entry. What the log holds then is what
+ * docs/oversight.md says a killed process leaves: every entry the guard
+ * wrote, and a log that verifies.
+ */
+Test(guard, a_query_killed_between_decision_and_completion_leaves_the_decision)
+{
+	for (int stage = 0; stage < 3; stage++) {
+		char *dir = tu_tmpdir();
+		struct mm_audit_verify_result r;
+		uint64_t before = audit_size(dir);
+		int status = 0;
+		pid_t pid = fork();
+
+		cr_assert_geq(pid, 0);
+		if (pid == 0) {
+			struct mm_query *q = NULL;
+			struct mm_guard_act act = { .act = MM_ACT_QUERY, .until_ns = UINT64_MAX, .overlap_sync = true };
+			struct mm_guard_decision d;
+
+			if (mm_query_parse("dst port 22", &q, NULL) != 0)
+				_exit(2);
+			act.query = q;
+			if (mm_guard(dir, &act, &d) != 0 || !d.allowed || !d.lab)
+				_exit(3);
+			if (stage >= 1 && mm_guard_durable(&d) != 0)
+				_exit(4);
+			if (stage == 2 && mm_guard_done(dir, &act, &d, NULL) != 0)
+				_exit(5);
+			raise(SIGKILL);
+			_exit(6);
+		}
+		cr_assert_eq(waitpid(pid, &status, 0), pid);
+		cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "stage %d: child status %d", stage,
+			  status);
+		cr_assert_eq(audit_size(dir), before + 1 + (stage == 2), "stage %d", stage);
+		json_t *e = entry_at(dir, before);
+		cr_assert_str_eq(json_string_value(json_object_get(e, "act")), "query");
+		cr_assert_str_eq(json_string_value(json_object_get(e, "outcome")), "allowed");
+		json_decref(e);
+		if (stage == 2) {
+			e = entry_at(dir, before + 1);
+			cr_assert_str_eq(json_string_value(json_object_get(e, "outcome")), "recorded");
+			cr_assert_eq(json_integer_value(json_object_get(json_object_get(e, "detail"), "decision")),
+				     (json_int_t)before);
+			json_decref(e);
+		}
+		/* The next writer's open takes the log as it is; every entry verifies (none is signed:
+		 * the killed process never closed the log, so no checkpoint exists yet). */
+		struct mm_audit_log *log = NULL;
+		cr_assert_eq(mm_audit_open(dir, &log), 0, "%s", mm_last_error());
+		cr_assert_eq(mm_audit_size(log), before + 1 + (stage == 2));
+		cr_assert_eq(mm_audit_close(log), 0, "%s", mm_last_error());
+		cr_assert_eq(mm_audit_verify(dir, NULL, NULL, 0, &r), 0, "%s", mm_last_error());
+		cr_assert(r.ok, "stage %d: %s", stage, r.problem);
+		cr_assert_eq(r.n_uncovered, 0);
+		free(dir);
+	}
 }

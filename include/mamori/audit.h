@@ -26,8 +26,9 @@ struct mm_audit_log;
 /*
  * Opens (creating) <data_dir>/audit/; recovers a torn tail (a partial last
  * record is truncated, every complete one kept, the drop counted: see
- * mm_audit_recovery); loads the system key <data_dir>/oversight/system.key,
- * creating it (0600) on first use. Caller frees with mm_audit_close.
+ * mm_audit_recovery). The system key <data_dir>/oversight/system.key is
+ * loaded (created, 0600, on first use) only when a checkpoint is signed.
+ * Caller frees with mm_audit_close.
  */
 int mm_audit_open(const char *data_dir, struct mm_audit_log **out);
 
@@ -49,10 +50,35 @@ int mm_audit_append(struct mm_audit_log *log, const char *json, size_t len, uint
 int mm_audit_append_batch(struct mm_audit_log *log, const char *const *json, const size_t *len,
 			  size_t n, uint64_t *first_index);
 
+/*
+ * Appends one entry, written (visible to every reader, and kept if this
+ * process dies) but not yet fsync'd: it is durable after the next
+ * mm_audit_sync, durable append or checkpoint by anyone, or the kernel's
+ * own write-back. A crash of the machine before then loses it (and any
+ * later deferred entries; a torn tail is cut on the next open).
+ */
+int mm_audit_append_deferred(struct mm_audit_log *log, const char *json, size_t len,
+			     uint64_t *index_out);
+
+/* Makes every entry written so far durable (one fdatasync). Callable from another thread. */
+int mm_audit_sync(struct mm_audit_log *log);
+
 /* Writes and signs a checkpoint (C2SP signed note) for the current tree. */
 int mm_audit_checkpoint(struct mm_audit_log *log);
 
-/* Checkpoints if anything was appended since the last one, then frees. NULL is allowed. */
+/*
+ * Batched checkpoints: mm_audit_close signs one only when entries were
+ * appended since the latest and it is the log's first, or at least
+ * `entries` were appended since the latest, or at least `seconds` have
+ * passed since it was signed. Defaults below; (1, 0) checkpoints on every
+ * close that follows an append. Entries after the latest checkpoint are
+ * valid but unsigned (mm_audit_verify counts them: n_uncovered).
+ */
+#define MM_AUDIT_CHECKPOINT_ENTRIES 1024
+#define MM_AUDIT_CHECKPOINT_SECONDS 60
+void mm_audit_set_checkpoint_policy(struct mm_audit_log *log, uint64_t entries, uint64_t seconds);
+
+/* Checkpoints when the policy above says so, then frees. NULL is allowed. */
 int mm_audit_close(struct mm_audit_log *log);
 
 /* Entries in the log as last seen by this handle. */

@@ -59,6 +59,11 @@ struct mm_guard_act {
 	size_t n_indicators;
 	/* more act-specific detail for the audit entry (borrowed; NULL: none) */
 	const json_t *detail;
+	/* query only: the caller calls mm_guard_durable before any output
+	 * reaches anyone, so an allowed decision's fsync may overlap the query's
+	 * execution, and the "recorded" entry is not fsync'd on its own
+	 * (docs/oversight.md: what a crash loses). false: durable on return. */
+	bool overlap_sync;
 };
 
 #define MM_GUARD_REASON_MAX 1024
@@ -77,6 +82,8 @@ struct mm_guard_decision {
 	/* private: kept open from the decision to mm_guard_done */
 	struct mm_audit_log *log;
 	struct mm_oversight *oversight;
+	struct mm_guard_sync *sync; /* the decision's fsync in flight (overlap_sync) */
+	bool deferred;
 };
 
 /*
@@ -90,10 +97,19 @@ struct mm_guard_decision {
 int mm_guard(const char *data_dir, const struct mm_guard_act *act, struct mm_guard_decision *out);
 
 /*
- * After an allowed act: appends an entry with outcome "recorded" saying
- * what it did (result: e.g. {"flows": 812}), linked to the decision's
- * entry, and closes the audit log the decision kept open (one checkpoint
- * for both entries). 0 or the audit log's status.
+ * Waits until the decision's audit entry is durable (at once unless the
+ * act asked for overlap_sync). 0, or the audit log's status: then nothing
+ * of the act may be shown or done.
+ */
+int mm_guard_durable(struct mm_guard_decision *d);
+
+/*
+ * After an allowed act: waits until the decision is durable
+ * (mm_guard_durable), appends an entry with outcome "recorded" saying what
+ * it did (result: e.g. {"flows": 812}), linked to the decision's entry —
+ * fsync'd unless the act asked for overlap_sync — and closes the audit log
+ * the decision kept open (which signs a checkpoint when one is due:
+ * mm_audit_close). 0 or the audit log's status.
  */
 int mm_guard_done(const char *data_dir, const struct mm_guard_act *act, struct mm_guard_decision *d,
 		  const json_t *result);

@@ -173,6 +173,7 @@ struct query_args {
 	bool verbose;
 	const char *authz;
 	uint64_t results; /* flows listed or rows written, for the audit log */
+	struct mm_guard_decision *guard; /* nothing is output before its entry is durable */
 };
 
 /* "512M", "2G", "65536": bytes, 1024-based suffixes; 0 or -1. */
@@ -378,12 +379,16 @@ static void print_stats(const struct mm_query_exec_stats *s)
 struct listing {
 	struct mm_flow_writer *w;
 	uint64_t *n;
+	struct mm_guard_decision *guard;
 };
 
 static int emit_flows(void *ctx, const struct mm_flow *flows, size_t n)
 {
 	struct listing *l = ctx;
+	int rc = mm_guard_durable(l->guard);
 
+	if (rc < 0)
+		return rc;
 	*l->n += n;
 	return mm_flow_writer_write(l->w, flows, n);
 }
@@ -392,13 +397,15 @@ static int run_listing(struct mm_store *st, const struct mm_query *q, struct que
 		       struct mm_query_exec_stats *stats)
 {
 	struct mm_flow_writer *w = NULL;
-	struct listing l = { NULL, &a->results };
+	struct listing l = { NULL, &a->results, a->guard };
 	int rc = mm_flow_writer_new(&w, a->format, fp);
 
 	if (rc < 0)
 		return rc;
 	l.w = w;
 	rc = mm_query_list(st, q, &a->exec, emit_flows, &l, stats);
+	if (rc == 0)
+		rc = mm_guard_durable(a->guard);
 	if (rc == 0)
 		rc = mm_flow_writer_finish(w);
 	mm_flow_writer_free(w);
@@ -414,6 +421,8 @@ static int run_aggregation(struct mm_store *st, const struct mm_query *q, struct
 
 	a->results = n_rows;
 
+	if (rc == 0)
+		rc = mm_guard_durable(a->guard);
 	if (rc == 0)
 		rc = mm_query_rows_write(fp, a->format, &a->agg, rows, n_rows);
 	free(rows);
@@ -459,7 +468,7 @@ static int run_guarded(struct query_args *a, const struct mm_query *q)
 	struct mm_guard_act act = {
 		.act = MM_ACT_QUERY, .authz_id = a->authz, .query = q, .since_ns = a->exec.since_ns,
 		.until_ns = a->exec.until_ns, .record_output = !a->aggregate,
-		.extra_fields = a->aggregate ? mm_guard_agg_fields(&a->agg) : 0,
+		.extra_fields = a->aggregate ? mm_guard_agg_fields(&a->agg) : 0, .overlap_sync = true,
 	};
 	struct mm_guard_decision d = { 0 };
 	struct mm_store *st = NULL;
@@ -472,6 +481,7 @@ static int run_guarded(struct query_args *a, const struct mm_query *q)
 	if (rc == 0) {
 		a->exec.since_ns = d.since_ns;
 		a->exec.until_ns = d.until_ns;
+		a->guard = &d;
 		rc = run_query(a, st, d.query);
 		result = json_pack("{s:I, s:b}", a->aggregate ? "rows" : "flows", (json_int_t)a->results, "ok",
 				   rc == CLI_EXIT_OK);

@@ -5,12 +5,16 @@
  * and tree heads need O(log n) reads) — plus signed checkpoints. Appends go
  * through one group commit per process and an flock across processes; the
  * index and hash files are caches that open() re-derives from the entries
- * file when a crash left them behind or ahead of it.
+ * file when a crash left them behind or ahead of it. The lock file also
+ * carries a one-line state (boot, latest checkpoint) so that opening the
+ * log reads no directory and re-derives nothing while the machine has not
+ * restarted since the caches were written.
  */
 #include "oversight/audit_int.h"
 
 #include "mamori/log.h"
 #include "mamori/status.h"
+#include "mamori/timefmt.h"
 #include "oversight/note.h"
 
 #include <dirent.h>
@@ -38,20 +42,33 @@ struct batch {
 	size_t n_entries, entries_cap;
 	struct slot *slots;
 	size_t n_slots, slots_cap;
+	bool sync; /* some slot asked for a durable append */
 };
+
+/*
+ * The state line at the start of the lock file: the boot it was written in,
+ * the latest checkpoint's tree size and when it was signed (ns since the
+ * epoch), fixed width: "<36-char boot id> <20 digits> <20 digits>\n".
+ */
+#define STATE_BOOT_LEN 36
+#define STATE_LEN (STATE_BOOT_LEN + 1 + 20 + 1 + 20 + 1)
 
 struct mm_audit_log {
 	char *dir;      /* <data>/audit */
 	char *data_dir;
 	bool writable;
 	int fd_entries, fd_index, fd_hashes, fd_lock;
-	struct mm_signer *signer;
+	struct mm_signer *signer; /* the system key: loaded by the first checkpoint this handle signs */
+	char boot[STATE_BOOT_LEN + 1]; /* this boot's id ("" when the kernel does not say) */
 
 	/* State of the files, as of the last sync (guarded by mu; written by the flusher). */
 	uint64_t n_entries;
 	uint64_t entries_end; /* byte offset after the last complete record */
 	struct merkle_stream frontier;
 	uint64_t checkpointed; /* tree size of the newest checkpoint this handle knows */
+	bool state_ok; /* the lock file's state line was written in this boot */
+	uint64_t checkpoint_ns; /* when it was signed; 0: no checkpoint yet */
+	uint64_t policy_entries, policy_seconds; /* when close signs one (mm_audit_set_checkpoint_policy) */
 	struct mm_audit_recovery recovery;
 
 	/* Group commit: appenders queue into pending; one flusher writes a batch at a time. */
@@ -292,9 +309,11 @@ static int sync_state(struct mm_audit_log *log, bool repair)
 	while (audit_stored_count(n_hash + 1) <= stored)
 		n_hash++;
 	n = n_idx < n_hash ? n_idx : n_hash;
-	/* After a crash, cache rows past the last checkpoint may not have reached the disk (only
-	 * the entries are fsync'd per batch): a fresh writable handle re-derives them. */
-	if (repair && log->entries_end == 0 && n > log->checkpointed)
+	/* Cache rows past the last checkpoint are not fsync'd (only the entries are, per batch):
+	 * after a restart of the machine they may not have reached the disk, so the first writer
+	 * of a new boot re-derives them (see read_state). Within one boot the page cache holds
+	 * every row written, even by a writer that was killed. */
+	if (repair && log->entries_end == 0 && !log->state_ok && n > log->checkpointed)
 		n = log->checkpointed;
 	if (!cache_tail_ok(log, n, esize, &end, &buf, &cap) &&
 	    !(n > 0 && (n--, cache_tail_ok(log, n, esize, &end, &buf, &cap)))) {
@@ -427,6 +446,8 @@ static int load_system_key(struct mm_audit_log *log)
 	char priv[4096], pub[4096];
 	int rc;
 
+	if (log->signer)
+		return 0;
 	snprintf(priv, sizeof(priv), "%s/oversight", log->data_dir);
 	rc = make_dir(priv);
 	if (rc < 0)
@@ -442,6 +463,91 @@ static int load_system_key(struct mm_audit_log *log)
 	return rc;
 }
 
+/* This boot's id from the kernel; "" when unknown (then no state line is ever trusted). */
+static void read_boot_id(char out[STATE_BOOT_LEN + 1])
+{
+	int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd >= 0 ? read(fd, out, STATE_BOOT_LEN) : -1;
+
+	if (fd >= 0)
+		close(fd);
+	out[n == STATE_BOOT_LEN ? STATE_BOOT_LEN : 0] = '\0';
+	for (size_t i = 0; out[i]; i++)
+		if (out[i] == ' ' || out[i] == '\n')
+			out[0] = '\0';
+}
+
+/*
+ * Reads the lock file's state line (the caller holds the flock). It is
+ * trusted only when written in this boot: then the latest checkpoint is
+ * the one it names (checkpoint files are only ever added under the flock,
+ * and each writer updates the line after adding one). False otherwise.
+ */
+static bool read_state(struct mm_audit_log *log)
+{
+	char line[STATE_LEN + 1], *end;
+	uint64_t size, when;
+
+	if (!log->boot[0] || pread(log->fd_lock, line, STATE_LEN, 0) != STATE_LEN)
+		return false;
+	line[STATE_LEN] = '\0';
+	if (memcmp(line, log->boot, STATE_BOOT_LEN) != 0 || line[STATE_BOOT_LEN] != ' ' ||
+	    line[STATE_LEN - 1] != '\n')
+		return false;
+	size = strtoull(line + STATE_BOOT_LEN + 1, &end, 10);
+	if (end != line + STATE_BOOT_LEN + 21 || *end != ' ')
+		return false;
+	when = strtoull(end + 1, &end, 10);
+	if (end != line + STATE_LEN - 1)
+		return false;
+	log->checkpointed = size;
+	log->checkpoint_ns = when;
+	return true;
+}
+
+/*
+ * Writes the state line (under the flock). Not fsync'd: a line lost in a
+ * crash of the machine is a line from another boot, which nobody trusts.
+ */
+static void write_state(struct mm_audit_log *log)
+{
+	char line[STATE_LEN + 1];
+
+	if (!log->boot[0])
+		return;
+	snprintf(line, sizeof(line), "%s %020" PRIu64 " %020" PRIu64 "\n", log->boot, log->checkpointed,
+		 log->checkpoint_ns);
+	if (pwrite(log->fd_lock, line, STATE_LEN, 0) == STATE_LEN)
+		log->state_ok = true;
+}
+
+/* When the checkpoint of size was signed: its file's modification time (0 if unknown). */
+static uint64_t checkpoint_time(const struct mm_audit_log *log, uint64_t size)
+{
+	char path[4096];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s/checkpoints/%020" PRIu64, log->dir, size);
+	if (stat(path, &st) != 0)
+		return 0;
+	return (uint64_t)st.st_mtim.tv_sec * 1000000000u + (uint64_t)st.st_mtim.tv_nsec;
+}
+
+/* The latest checkpoint from the directory listing: O(checkpoints), once per boot. */
+static void scan_checkpoints(struct mm_audit_log *log)
+{
+	uint64_t *sizes = NULL;
+	size_t n = 0;
+
+	if (audit_list_checkpoints(log->data_dir, &sizes, &n) == 0 && n > 0) {
+		log->checkpointed = sizes[n - 1];
+		log->checkpoint_ns = checkpoint_time(log, sizes[n - 1]);
+		if (log->checkpoint_ns == 0)
+			log->checkpoint_ns = 1; /* it exists; its age is unknown */
+	}
+	free(sizes);
+}
+
 static int open_log(const char *data_dir, bool writable, struct mm_audit_log **out)
 {
 	struct mm_audit_log *log;
@@ -454,6 +560,8 @@ static int open_log(const char *data_dir, bool writable, struct mm_audit_log **o
 		return mm_fail(MM_ENOMEM, "audit: out of memory");
 	log->fd_entries = log->fd_index = log->fd_hashes = log->fd_lock = -1;
 	log->writable = writable;
+	log->policy_entries = MM_AUDIT_CHECKPOINT_ENTRIES;
+	log->policy_seconds = MM_AUDIT_CHECKPOINT_SECONDS;
 	pthread_mutex_init(&log->mu, NULL);
 	pthread_cond_init(&log->done, NULL);
 	log->data_dir = strdup(data_dir);
@@ -477,16 +585,13 @@ static int open_log(const char *data_dir, bool writable, struct mm_audit_log **o
 			rc = mm_fail(MM_EIO, "audit: %s: %s", path, strerror(errno));
 			goto fail;
 		}
-		if ((rc = load_system_key(log)) < 0 || (rc = lock_files(log)) < 0)
+		if ((rc = lock_files(log)) < 0)
 			goto fail;
+		read_boot_id(log->boot);
+		log->state_ok = read_state(log);
 	}
-	{
-		uint64_t *sizes = NULL;
-		size_t n = 0;
-		if (audit_list_checkpoints(data_dir, &sizes, &n) == 0 && n > 0)
-			log->checkpointed = sizes[n - 1];
-		free(sizes);
-	}
+	if (!log->state_ok)
+		scan_checkpoints(log);
 	rc = audit_open_file(data_dir, "entries", AUDIT_MAGIC_ENTRIES, writable, &log->fd_entries);
 	if (rc == 0)
 		rc = audit_open_file(data_dir, "index", AUDIT_MAGIC_INDEX, writable, &log->fd_index);
@@ -494,6 +599,9 @@ static int open_log(const char *data_dir, bool writable, struct mm_audit_log **o
 		rc = audit_open_file(data_dir, "hashes", AUDIT_MAGIC_HASHES, writable, &log->fd_hashes);
 	if (rc == 0)
 		rc = sync_state(log, writable);
+	/* The caches are now durable up to what this boot wrote (sync_state fsync'd any repair). */
+	if (rc == 0 && writable && !log->state_ok)
+		write_state(log);
 	if (writable)
 		unlock_files(log);
 	if (rc < 0)
@@ -577,10 +685,11 @@ static int flush_batch(struct mm_audit_log *log, struct batch *b)
 		rec_len += AUDIT_REC_HEADER + len;
 		pos += len;
 	}
-	/* The entries file is the truth and the only fsync per batch; the caches are re-derived
-	 * from it after a crash (they are fsync'd before each checkpoint, see sync_state). */
+	/* The entries file is the truth and the only fsync per batch (none for a batch of deferred
+	 * appends); the caches are re-derived from it after a crash (they are fsync'd before each
+	 * checkpoint, see sync_state). */
 	rc = write_exact(log->fd_entries, log->rec_buf, rec_len, end0, "entries");
-	if (rc == 0 && fdatasync(log->fd_entries) < 0)
+	if (rc == 0 && b->sync && fdatasync(log->fd_entries) < 0)
 		rc = mm_fail(MM_EIO, "audit: fsync entries: %s", strerror(errno));
 	if (rc == 0)
 		rc = write_exact(log->fd_index, log->idx_buf, b->n_entries * 8,
@@ -604,8 +713,8 @@ out:
 	return rc;
 }
 
-int mm_audit_append_batch(struct mm_audit_log *log, const char *const *json, const size_t *len,
-			  size_t n, uint64_t *first_index)
+static int append_batch(struct mm_audit_log *log, const char *const *json, const size_t *len, size_t n,
+			uint64_t *first_index, bool sync)
 {
 	struct batch *p = &log->pending;
 	size_t total = 0;
@@ -638,6 +747,7 @@ int mm_audit_append_batch(struct mm_audit_log *log, const char *const *json, con
 		p->lens[p->n_entries++] = len[i];
 	}
 	p->slots[p->n_slots++] = (struct slot){n, first_index, &status};
+	p->sync |= sync;
 	my_gen = log->gen_queued;
 	while (log->gen_done < my_gen + 1) {
 		if (!log->flusher_active && log->gen_queued == my_gen) {
@@ -646,6 +756,7 @@ int mm_audit_append_batch(struct mm_audit_log *log, const char *const *json, con
 			log->flushing = log->pending;
 			log->pending = tmp;
 			log->pending.buf_len = log->pending.n_entries = log->pending.n_slots = 0;
+			log->pending.sync = false;
 			log->gen_queued++;
 			log->flusher_active = true;
 			pthread_mutex_unlock(&log->mu);
@@ -667,9 +778,35 @@ int mm_audit_append_batch(struct mm_audit_log *log, const char *const *json, con
 	return 0;
 }
 
+int mm_audit_append_batch(struct mm_audit_log *log, const char *const *json, const size_t *len,
+			  size_t n, uint64_t *first_index)
+{
+	return append_batch(log, json, len, n, first_index, true);
+}
+
 int mm_audit_append(struct mm_audit_log *log, const char *json, size_t len, uint64_t *index_out)
 {
-	return mm_audit_append_batch(log, &json, &len, 1, index_out);
+	return append_batch(log, &json, &len, 1, index_out, true);
+}
+
+int mm_audit_append_deferred(struct mm_audit_log *log, const char *json, size_t len, uint64_t *index_out)
+{
+	return append_batch(log, &json, &len, 1, index_out, false);
+}
+
+int mm_audit_sync(struct mm_audit_log *log)
+{
+	if (!log->writable)
+		return mm_fail(MM_EPERM, "audit: log opened read-only");
+	if (fdatasync(log->fd_entries) < 0)
+		return mm_fail(MM_EIO, "audit: fsync %s/entries: %s", log->dir, strerror(errno));
+	return 0;
+}
+
+void mm_audit_set_checkpoint_policy(struct mm_audit_log *log, uint64_t entries, uint64_t seconds)
+{
+	log->policy_entries = entries;
+	log->policy_seconds = seconds;
 }
 
 uint64_t mm_audit_size(const struct mm_audit_log *log)
@@ -887,11 +1024,19 @@ int mm_audit_checkpoint(struct mm_audit_log *log)
 	rc = sync_state(log, true);
 	if (rc == 0 && checkpoint_exists(log, log->n_entries)) {
 		/* Signed already (perhaps by another process, perhaps cosigned since): keep it. */
-		log->checkpointed = log->n_entries;
+		if (log->checkpointed != log->n_entries || !log->checkpoint_ns) {
+			log->checkpointed = log->n_entries;
+			log->checkpoint_ns = checkpoint_time(log, log->n_entries);
+			write_state(log);
+		}
 		goto out;
 	}
-	if (rc == 0 && (fdatasync(log->fd_index) < 0 || fdatasync(log->fd_hashes) < 0))
-		rc = mm_fail(MM_EIO, "audit: fsync caches: %s", strerror(errno));
+	/* Everything the checkpoint covers is on disk first: deferred entries and the caches. */
+	if (rc == 0 && (fdatasync(log->fd_entries) < 0 || fdatasync(log->fd_index) < 0 ||
+			fdatasync(log->fd_hashes) < 0))
+		rc = mm_fail(MM_EIO, "audit: fsync %s before a checkpoint: %s", log->dir, strerror(errno));
+	if (rc == 0)
+		rc = load_system_key(log);
 	if (rc == 0)
 		rc = mm_audit_root(log, log->n_entries, root);
 	if (rc == 0)
@@ -911,8 +1056,11 @@ int mm_audit_checkpoint(struct mm_audit_log *log)
 	note[tlen] = '\n';
 	memcpy(note + tlen + 1, sig, slen);
 	rc = write_checkpoint(log, log->n_entries, note, tlen + 1 + slen);
-	if (rc == 0)
+	if (rc == 0) {
 		log->checkpointed = log->n_entries;
+		log->checkpoint_ns = mm_time_now_ns();
+		write_state(log);
+	}
 out:
 	exclusive_end(log);
 	free(text);
@@ -995,6 +1143,18 @@ static void batch_free(struct batch *b)
 	free(b->slots);
 }
 
+/* The batching rule of mm_audit_close (audit.h): the first checkpoint, or enough entries or time since the last. */
+static bool checkpoint_due(const struct mm_audit_log *log)
+{
+	uint64_t now = mm_time_now_ns();
+
+	if (log->n_entries == log->checkpointed)
+		return false;
+	return log->checkpoint_ns == 0 || log->n_entries < log->checkpointed ||
+	       log->n_entries - log->checkpointed >= log->policy_entries ||
+	       now < log->checkpoint_ns || (now - log->checkpoint_ns) / 1000000000u >= log->policy_seconds;
+}
+
 int mm_audit_close(struct mm_audit_log *log)
 {
 	int rc = 0;
@@ -1002,13 +1162,15 @@ int mm_audit_close(struct mm_audit_log *log)
 	if (!log)
 		return 0;
 	if (log->writable && log->fd_entries >= 0) {
-		/* Another process may have appended: checkpoint only if this tree is new. */
+		/* Another process may have appended or checkpointed: look before deciding. */
 		rc = exclusive_begin(log);
 		if (rc == 0) {
 			rc = sync_state(log, true);
+			if (!read_state(log))
+				scan_checkpoints(log);
 			exclusive_end(log);
 		}
-		if (rc == 0 && log->n_entries != log->checkpointed)
+		if (rc == 0 && checkpoint_due(log))
 			rc = mm_audit_checkpoint(log);
 	}
 	if (log->fd_entries >= 0)

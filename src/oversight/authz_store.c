@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -568,18 +569,26 @@ int mm_oversight_use(struct mm_oversight *o, const char *id)
 	return rc;
 }
 
+static char login_name[64];
+
+static void login_name_init(void)
+{
+	struct passwd *pw = getpwuid(geteuid());
+
+	if (pw && pw->pw_name)
+		snprintf(login_name, sizeof(login_name), "%s", pw->pw_name);
+	else
+		snprintf(login_name, sizeof(login_name), "uid %u", (unsigned)geteuid());
+}
+
 const char *mm_oversight_actor(void)
 {
-	static char buf[64];
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	const char *env = getenv("MAMORI_ACTOR");
-	struct passwd *pw;
 
 	if (env && env[0])
 		return env;
-	pw = getpwuid(geteuid());
-	if (pw && pw->pw_name)
-		snprintf(buf, sizeof(buf), "%s", pw->pw_name);
-	else
-		snprintf(buf, sizeof(buf), "uid %u", (unsigned)geteuid());
-	return buf;
+	/* Looked up once per process: reading the user database costs more than the entry it names. */
+	pthread_once(&once, login_name_init);
+	return login_name;
 }

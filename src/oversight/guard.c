@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,13 +57,15 @@ static int entry_text(uint64_t now_ns, const char *actor, const char *act, const
 	return rc;
 }
 
-/* Appends through *log, opening it first when it is not open yet. */
+/* Appends through *log, opening it first when it is not open yet; durable on return unless deferred. */
 static int append_entry(const char *data_dir, struct mm_audit_log **log, const char *text, size_t len,
-			uint64_t *index)
+			uint64_t *index, bool deferred)
 {
 	int rc = *log ? 0 : mm_audit_open(data_dir, log);
 
-	return rc ? rc : mm_audit_append(*log, text, len, index);
+	if (rc)
+		return rc;
+	return deferred ? mm_audit_append_deferred(*log, text, len, index) : mm_audit_append(*log, text, len, index);
 }
 
 int mm_guard_record(const char *data_dir, const char *act, const char *outcome, bool lab,
@@ -74,7 +77,7 @@ int mm_guard_record(const char *data_dir, const char *act, const char *outcome, 
 	int rc = entry_text(mm_time_now_ns(), NULL, act, outcome, lab, authz, reason, detail, &text, &len);
 
 	if (rc == 0)
-		rc = append_entry(data_dir, &log, text, len, NULL);
+		rc = append_entry(data_dir, &log, text, len, NULL, false);
 	if (log) {
 		int rc2 = mm_audit_close(log);
 		if (rc == 0)
@@ -472,8 +475,57 @@ static int narrow(const struct mm_query *asked, const struct mm_authz *a, struct
 
 /* ---- the decision ---- */
 
+/* The fsync of a decision's entry, on its own thread while the act runs (heap: the decision may move). */
+struct mm_guard_sync {
+	pthread_t thread;
+	struct mm_audit_log *log;
+	int rc;
+};
+
+static void *sync_main(void *arg)
+{
+	struct mm_guard_sync *s = arg;
+
+	s->rc = mm_audit_sync(s->log);
+	return NULL;
+}
+
+/* Starts the fsync of the decision's entry; inline when no thread can start. */
+static int sync_start(struct mm_guard_decision *d)
+{
+	struct mm_guard_sync *s = malloc(sizeof(*s));
+
+	if (s) {
+		s->log = d->log;
+		if (pthread_create(&s->thread, NULL, sync_main, s) == 0) {
+			d->sync = s;
+			return 0;
+		}
+	}
+	free(s);
+	return mm_audit_sync(d->log);
+}
+
+int mm_guard_durable(struct mm_guard_decision *d)
+{
+	struct mm_guard_sync *s = d->sync;
+	int rc;
+
+	if (!s)
+		return 0;
+	pthread_join(s->thread, NULL);
+	rc = s->rc;
+	free(s);
+	d->sync = NULL;
+	if (rc)
+		return mm_fail(rc, "guard: the decision's audit entry %" PRIu64 " is not durable (%s)", d->audit_index,
+			       mm_strerror(rc));
+	return 0;
+}
+
 void mm_guard_decision_clear(struct mm_guard_decision *d)
 {
+	mm_guard_durable(d);
 	mm_query_free(d->query);
 	mm_audit_close(d->log);
 	mm_oversight_free(d->oversight);
@@ -638,8 +690,12 @@ int mm_guard(const char *data_dir, const struct mm_guard_act *act_in, struct mm_
 	if (rc == 0)
 		rc = entry_text(act.now_ns, act.actor, mm_act_name(act.act), out->allowed ? "allowed" : "refused",
 				out->lab, a, out->allowed ? NULL : out->reason, detail, &text, &len);
+	/* Only an allowed query whose caller waits before output overlaps the fsync with the query. */
+	out->deferred = act.overlap_sync && act.act == MM_ACT_QUERY && out->allowed;
 	if (rc == 0)
-		rc = append_entry(data_dir, &out->log, text, len, &out->audit_index);
+		rc = append_entry(data_dir, &out->log, text, len, &out->audit_index, out->deferred);
+	if (rc == 0 && out->deferred)
+		rc = sync_start(out);
 	free(text);
 	json_decref(detail);
 	/* Kept for mm_guard_done: the act's second entry needs no second load. */
@@ -662,6 +718,12 @@ int mm_guard_done(const char *data_dir, const struct mm_guard_act *act, struct m
 
 	if (!detail)
 		return mm_fail(MM_ENOMEM, "guard: out of memory");
+	/* The decision is durable before anything says what the act did. */
+	rc = mm_guard_durable(d);
+	if (rc) {
+		json_decref(detail);
+		return rc;
+	}
 	json_object_set_new(detail, "decision", json_integer((json_int_t)d->audit_index));
 	if (result)
 		json_object_update(detail, (json_t *)result);
@@ -669,7 +731,7 @@ int mm_guard_done(const char *data_dir, const struct mm_guard_act *act, struct m
 			d->authz[0] && d->oversight ? mm_oversight_find(d->oversight, d->authz) : NULL, NULL, detail,
 			&text, &len);
 	if (rc == 0)
-		rc = append_entry(data_dir, &d->log, text, len, NULL);
+		rc = append_entry(data_dir, &d->log, text, len, NULL, d->deferred);
 	free(text);
 	json_decref(detail);
 	if (d->log) {

@@ -64,7 +64,7 @@ int mm_sig_lines_parse(const char *text, size_t len, const char *where, struct m
 		       size_t *n)
 {
 	struct mm_sig_line *lines = NULL;
-	size_t count = 0, line_no = 0;
+	size_t count = 0, cap = 0, line_no = 0;
 	const char *p = text, *end = text + len;
 	int rc = 0;
 
@@ -81,8 +81,17 @@ int mm_sig_lines_parse(const char *text, size_t len, const char *where, struct m
 					     MM_SIG_LINES_MAX);
 				break;
 			}
-			if (!lines && !(lines = calloc(MM_SIG_LINES_MAX, sizeof(*lines))))
-				return mm_fail(MM_ENOMEM, "%s: out of memory", where);
+			/* Grown as needed: a file holds a few lines, the cap is for hostile ones. */
+			if (count == cap) {
+				size_t ncap = cap ? cap * 2 : 4;
+				struct mm_sig_line *grown = realloc(lines, ncap * sizeof(*lines));
+				if (!grown) {
+					free(lines);
+					return mm_fail(MM_ENOMEM, "%s: out of memory", where);
+				}
+				lines = grown;
+				cap = ncap;
+			}
 			rc = parse_sig_line(p, line_len, where, line_no, &lines[count]);
 			if (rc == 0)
 				count++;

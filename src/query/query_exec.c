@@ -802,7 +802,11 @@ static int eval_leaf(struct evaluator *e, const struct cnode *n, uint8_t *out)
 /*
  * Fills out with the node's mask. level picks the scratch mask for the
  * second and later children of AND/OR; an AND stops at an empty mask and
- * an OR at a full one, so later children decode nothing.
+ * an OR at a full one, so later children decode nothing. A child the zone
+ * maps decided cannot change a "maybe" AND (always true) or OR (always
+ * false): it is skipped, costing nothing per row (e.g. the scope prefixes
+ * the guard ANDs in, on chunks wholly inside them). Such a node has at
+ * least one undecided child, so out is always filled.
  */
 static int eval_node(struct evaluator *e, const struct cnode *n, uint8_t *out, unsigned level)
 {
@@ -822,9 +826,18 @@ static int eval_node(struct evaluator *e, const struct cnode *n, uint8_t *out, u
 			out[i] ^= 1;
 		break;
 	case C_AND:
-	case C_OR:
-		rc = eval_node(e, n->first_child, out, level + 1);
-		for (const struct cnode *c = n->first_child->next; c && rc == 0; c = c->next) {
+	case C_OR: {
+		uint8_t neutral = n->kind == C_AND ? G_ALWAYS : G_NEVER;
+		bool first = true;
+
+		for (const struct cnode *c = n->first_child; c && rc == 0; c = c->next) {
+			if (e->grades[c->index] == neutral)
+				continue;
+			if (first) {
+				rc = eval_node(e, c, out, level + 1);
+				first = false;
+				continue;
+			}
 			if (n->kind == C_AND ? !any_set(out, rows) : all_set(out, rows))
 				break;
 			rc = eval_node(e, c, scratch, level + 1);
@@ -836,6 +849,7 @@ static int eval_node(struct evaluator *e, const struct cnode *n, uint8_t *out, u
 					out[i] |= scratch[i];
 		}
 		break;
+	}
 	case C_NUM:
 	case C_ADDR: rc = eval_leaf(e, n, out); break;
 	}
