@@ -1258,6 +1258,27 @@ Test(audit, threads_and_processes_do_not_interleave)
 	free(dir);
 }
 
+/*
+ * A first writer killed before it appended anything leaves an empty log and
+ * no system key (made to sign the first checkpoint): the log verifies.
+ */
+Test(audit, an_empty_log_without_a_system_key_verifies)
+{
+	char *dir = tu_tmpdir(), path[4200];
+	struct mm_audit_verify_result r;
+	struct mm_audit_log *log = NULL;
+
+	cr_assert_eq(mm_audit_open(dir, &log), 0, "%s", mm_last_error());
+	cr_assert_eq(mm_audit_close(log), 0, "%s", mm_last_error());
+	snprintf(path, sizeof(path), "%s/oversight/system.pub", dir);
+	cr_assert_neq(access(path, F_OK), 0, "no key before the first checkpoint");
+	cr_assert_eq(mm_audit_verify(dir, NULL, NULL, 0, &r), 0, "%s", mm_last_error());
+	cr_assert(r.ok, "verify: %s", r.problem);
+	cr_assert_eq(r.n_entries, 0);
+	cr_assert_eq(r.n_checkpoints, 0);
+	free(dir);
+}
+
 Test(audit, killed_writers_lose_no_acknowledged_entry)
 {
 	char *dir = tu_tmpdir(), buf[512];

@@ -249,16 +249,21 @@ int mm_audit_verify(const char *data_dir, const struct mm_verifier *key,
 	if (stat(path, &sb) < 0)
 		return mm_fail(errno == ENOENT ? MM_ENOENT : MM_EIO, "audit: no audit log in %s (%s)",
 			       data_dir, strerror(errno));
-	if (!key) {
-		snprintf(path, sizeof(path), "%s/oversight/system.pub", data_dir);
-		rc = mm_verifier_load(path, &own_key);
-		if (rc < 0)
-			return rc;
-		c.key = own_key;
-	}
 	rc = audit_list_checkpoints(data_dir, &cps, &n_cps);
 	if (rc < 0)
 		goto out;
+	/*
+	 * The system key is made when the first checkpoint is signed: a log
+	 * without one (empty, its first writer killed before it appended; or
+	 * with entries, a problem reported below) has no signature to check.
+	 */
+	if (!key && n_cps > 0) {
+		snprintf(path, sizeof(path), "%s/oversight/system.pub", data_dir);
+		rc = mm_verifier_load(path, &own_key);
+		if (rc < 0)
+			goto out;
+		c.key = own_key;
+	}
 	rc = audit_open_file(data_dir, "entries", AUDIT_MAGIC_ENTRIES, false, &fd_e);
 	if (rc == MM_EFORMAT || rc == MM_EUNSUP) {
 		rc = problem(res, "entries: %s", mm_last_error());
