@@ -14,6 +14,7 @@
 #include <criterion/criterion.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -726,14 +727,22 @@ static size_t make_prefixes(struct mm_prefix *pfx, uint64_t *expires, size_t max
 		unsigned len;
 		bool v4 = n % 2 == 0;
 
-		if (n < 64) {
-			/* Crowded blocks: 203.0.113.0/24 and 2001:db8:ffff::/120 need dense nodes. */
+		if (n < 192) {
+			/*
+			 * Crowded blocks: 203.0.113.0/24, 203.0.114.0/24 and 2001:db8:ffff::/120
+			 * need dense nodes; the first two put more runs in 203.0.0.0/16 than a
+			 * run list holds.
+			 */
 			a = addr(v4 ? "203.0.113.0" : "2001:db8:ffff::");
+			if (v4)
+				a.b[14] = (uint8_t)(113 + rnd() % 2);
 			a.b[15] = (uint8_t)rnd();
-			len = v4 ? (unsigned)(25 + rnd() % 8) : (unsigned)(121 + rnd() % 8);
+			len = v4 ? (unsigned)(29 + rnd() % 4) : (unsigned)(121 + rnd() % 8);
 		} else if (v4) {
-			static const uint32_t hot[] = { 0x0a000000, 0xc0a80000, 0xcb007100, 0x01000000 };
-			uint32_t base = hot[rnd() % 4], v = base | ((uint32_t)rnd() & 0xffff);
+			/* Uneven weights: /16s holding few, some dozens and (with the crowded block) too many runs. */
+			static const uint32_t hot[] = { 0x0a000000, 0xc0a80000, 0xcb007100, 0x0a000000,
+							0xc0a80000, 0xcb007100, 0x0a000000, 0x01000000 };
+			uint32_t base = hot[rnd() % 8], v = base | ((uint32_t)rnd() & 0xffff);
 
 			len = (unsigned)(8 + rnd() % 25);
 			mm_addr_set_v4_u32(&a, rnd() % 8 == 0 ? (uint32_t)rnd() : v);
@@ -756,7 +765,7 @@ static size_t make_prefixes(struct mm_prefix *pfx, uint64_t *expires, size_t max
 
 Test(lpm, differential_against_linear_scan)
 {
-	enum { N_PFX = 200, N_RANDOM = 1000000 };
+	enum { N_PFX = 400, N_RANDOM = 1000000 };
 	static struct mm_prefix pfx[N_PFX];
 	static uint64_t expires[N_PFX];
 	uint64_t now = 2000000000ull * MM_NS_PER_SEC;
@@ -773,6 +782,18 @@ Test(lpm, differential_against_linear_scan)
 	struct mm_intel_snap *snap = compile_snap(set, 0);
 	cr_assert(snap->n_dense > 0 && snap->n_compact > 0 && snap->n_tail > 0, "dense %zu compact %zu tail %zu",
 		  snap->n_dense, snap->n_compact, snap->n_tail);
+	/* IPv4 /16s of every form: one-line and longer run lists, a crowded /16 split into nodes, a tail. */
+	unsigned forms[4] = { 0 };
+	for (size_t i = 0; i < (size_t)1 << MMI_V4_TOP_BITS; i++) {
+		uint32_t e = snap->v4_top[i], tag = e >> MMI_TAG_SHIFT;
+
+		forms[0] += tag == MMI_TAG_LIST && (e & 3) == 0;
+		forms[1] += tag == MMI_TAG_LIST && (e & 3) > 0;
+		forms[2] += tag == MMI_TAG_COMPACT || tag == MMI_TAG_DENSE;
+		forms[3] += tag == MMI_TAG_TAIL;
+	}
+	cr_assert(forms[0] && forms[1] && forms[2] && forms[3], "lists %u long lists %u split %u tails %u", forms[0],
+		  forms[1], forms[2], forms[3]);
 
 	/* Every prefix boundary and its neighbours. */
 	for (size_t i = 0; i < n; i++) {
@@ -829,6 +850,17 @@ Test(lpm, match_next_walks_covering_prefixes_longest_first)
 	mm_intel_set_free(set);
 }
 
+/* Recomputes the checksum of an image, as a hostile writer would: validation must still refuse it. */
+static void reseal(char *img)
+{
+	struct mmi_header *h = (struct mmi_header *)img;
+	const void *sec[MMI_N_SECTIONS];
+
+	for (int i = 0; i < MMI_N_SECTIONS; i++)
+		sec[i] = img + h->sec[i].off;
+	h->checksum = intel_checksum(h, sec);
+}
+
 Test(lpm, damaged_compiled_file_is_refused)
 {
 	struct mm_intel_load_stats st;
@@ -847,7 +879,11 @@ Test(lpm, damaged_compiled_file_is_refused)
 	memcpy(img + v6_off + 4 * 0x2001, &evil, 4);
 	cr_assert_eq(tu_write_file(path, img, len), 0);
 	cr_assert_eq(mm_intel_snap_open(path, &snap), MM_EFORMAT);
-	cr_assert(strstr(mm_last_error(), "damaged"), "%s", mm_last_error());
+	cr_assert(strstr(mm_last_error(), "damaged compiled file (checksum)"), "%s", mm_last_error());
+	reseal(img);
+	cr_assert_eq(tu_write_file(path, img, len), 0);
+	cr_assert_eq(mm_intel_snap_open(path, &snap), MM_EFORMAT);
+	cr_assert(strstr(mm_last_error(), "damaged compiled file (IPv6 table)"), "%s", mm_last_error());
 	cr_assert_eq(tu_write_file(path, img, 100), 0);
 	cr_assert_eq(mm_intel_snap_open(path, &snap), MM_EFORMAT);
 	unlink(path);
@@ -855,6 +891,131 @@ Test(lpm, damaged_compiled_file_is_refused)
 	free(dir);
 	free(img);
 	mm_intel_set_free(set);
+}
+
+/* The leaf lengths of a run list's values, and its keys (run starts - 1). */
+static void expect_runs(const union mmi_line *l, const uint16_t *keys, const unsigned *lens, unsigned n)
+{
+	const struct mmi_leaf *val = (const struct mmi_leaf *)&l[1];
+
+	for (unsigned i = 0; i < MMI_LIST_KEYS; i++)
+		cr_assert_eq(l[0].key[i], i + 1 < n ? keys[i] : 0xffff, "key %u", i);
+	for (unsigned i = 0; i < n; i++)
+		cr_assert_eq(val[i].n_len, lens[i] ? 1u << 8 | lens[i] : 0u, "run %u", i);
+}
+
+Test(lpm, run_list_layout_and_damage_refused)
+{
+	struct mm_intel_load_stats st;
+	struct mm_intel_set *set = load_text("l.txt", "10.1.2.3\n10.1.5.0/24\n10.1.5.7\n", MM_INTEL_FMT_LIST, &st);
+	char *dir = tu_tmpdir(), path[512];
+	struct mm_intel_snap *snap;
+	uint64_t v4_off, list_off;
+	uint32_t e, version = MMI_VERSION - 1;
+	size_t len;
+
+	snprintf(path, sizeof(path), "%s/x.mmi", dir);
+	cr_assert_eq(mm_intel_compile(set, 0, path), 0);
+	char *img = tu_read_file(path, &len), *orig = malloc(len);
+	memcpy(orig, img, len);
+	memcpy(&v4_off, img + offsetof(struct mmi_header, sec[MMI_SEC_V4_TOP].off), 8);
+	memcpy(&list_off, img + offsetof(struct mmi_header, sec[MMI_SEC_LIST].off), 8);
+	memcpy(&e, img + v4_off + 4 * 0x0a01, 4); /* 10.1.0.0/16 */
+	cr_assert_eq(e >> MMI_TAG_SHIFT, MMI_TAG_LIST);
+	cr_assert_eq(e & MMI_INDEX_MASK, 0u); /* the first list, one key line */
+	/* Runs: none, 10.1.2.3, none, 10.1.5.0/24, 10.1.5.7, 10.1.5.0/24 again, none. */
+	static const uint16_t keys[] = { 0x0202, 0x0203, 0x04ff, 0x0506, 0x0507, 0x05ff };
+	static const unsigned lens[] = { 0, 32, 0, 24, 32, 24, 0 };
+	union mmi_line *l = (union mmi_line *)(img + list_off);
+	expect_runs(l, keys, lens, 7);
+
+	/* A value that is not its prefix's record (checksum resealed: validation must catch it). */
+	((struct mmi_leaf *)&l[1])[1].n_len += 1u << 8;
+	reseal(img);
+	cr_assert_eq(tu_write_file(path, img, len), 0);
+	cr_assert_eq(mm_intel_snap_open(path, &snap), MM_EFORMAT);
+	cr_assert(strstr(mm_last_error(), "damaged compiled file (IPv4 table)"), "%s", mm_last_error());
+	/* A list said to have four key lines, past the end of the list section. */
+	memcpy(img, orig, len);
+	e |= 3;
+	memcpy(img + v4_off + 4 * 0x0a01, &e, 4);
+	reseal(img);
+	cr_assert_eq(tu_write_file(path, img, len), 0);
+	cr_assert_eq(mm_intel_snap_open(path, &snap), MM_EFORMAT);
+	cr_assert(strstr(mm_last_error(), "(IPv4 table)"), "%s", mm_last_error());
+	/* A run list in the IPv6 table, which answers by other bits. */
+	memcpy(img, orig, len);
+	uint64_t v6_off;
+	memcpy(&v6_off, img + offsetof(struct mmi_header, sec[MMI_SEC_V6_TOP].off), 8);
+	e = MMI_TAG_LIST << MMI_TAG_SHIFT;
+	memcpy(img + v6_off, &e, 4);
+	reseal(img);
+	cr_assert_eq(tu_write_file(path, img, len), 0);
+	cr_assert_eq(mm_intel_snap_open(path, &snap), MM_EFORMAT);
+	cr_assert(strstr(mm_last_error(), "(IPv6 table)"), "%s", mm_last_error());
+	/* A changed confidence breaks no index, only the checksum. */
+	memcpy(img, orig, len);
+	uint64_t ind_off;
+	memcpy(&ind_off, img + offsetof(struct mmi_header, sec[MMI_SEC_IND].off), 8);
+	((struct mmi_ind *)(img + ind_off))[0].confidence ^= 1;
+	cr_assert_eq(tu_write_file(path, img, len), 0);
+	cr_assert_eq(mm_intel_snap_open(path, &snap), MM_EFORMAT);
+	cr_assert(strstr(mm_last_error(), "(checksum)"), "%s", mm_last_error());
+	/* Another format version is refused by name. */
+	memcpy(img, orig, len);
+	memcpy(img + offsetof(struct mmi_header, version), &version, 4);
+	cr_assert_eq(tu_write_file(path, img, len), 0);
+	cr_assert_eq(mm_intel_snap_open(path, &snap), MM_EUNSUP);
+	cr_assert(strstr(mm_last_error(), "format version 2, this build reads version 3"), "%s", mm_last_error());
+	unlink(path);
+	rmdir(dir);
+	free(dir);
+	free(img);
+	free(orig);
+	mm_intel_set_free(set);
+}
+
+/* A compiled file of another format version is a stale cache: opening the store recompiles it. */
+Test(lpm, store_open_recompiles_another_version)
+{
+	char *dir = tu_tmpdir(), list[512], path[512];
+	struct mm_intel_defaults def = defaults("mine");
+	struct mm_intel_load_stats st;
+	uint32_t version = MMI_VERSION - 1;
+	struct mm_intel *in;
+	struct mm_intel_hit hit;
+	struct mm_addr a = addr("192.0.2.9");
+	size_t len;
+
+	snprintf(list, sizeof(list), "%s/l.txt", dir);
+	snprintf(path, sizeof(path), "%s/%s", dir, MM_INTEL_COMPILED_NAME);
+	cr_assert_eq(tu_write_file(list, "192.0.2.0/24\n", 13), 0);
+	def.force_source = true;
+	cr_assert_eq(mm_intel_store_import(dir, list, MM_INTEL_FMT_LIST, &def, 0, &st), 0, "%s", mm_last_error());
+	char *img = tu_read_file(path, &len);
+	memcpy(img + offsetof(struct mmi_header, version), &version, 4);
+	cr_assert_eq(tu_write_file(path, img, len), 0);
+	free(img);
+	cr_assert_eq(mm_intel_open(dir, &in), 0, "%s", mm_last_error());
+	struct mm_intel_snap *snap = mm_intel_get(in);
+	cr_assert_eq(mm_intel_match_addr(snap, &a, 0, &hit), 1);
+	cr_assert_eq(hit.prefix.len, 24);
+	mm_intel_snap_put(snap);
+	mm_intel_close(in);
+	img = tu_read_file(path, &len);
+	memcpy(&version, img + offsetof(struct mmi_header, version), 4);
+	cr_assert_eq(version, MMI_VERSION);
+	free(img);
+	cr_assert_eq(mm_intel_store_remove(dir, "mine", 0), 0, "%s", mm_last_error());
+	unlink(path);
+	unlink(list);
+	char sources[600];
+	snprintf(sources, sizeof(sources), "%s/%s", dir, MM_INTEL_SOURCES_DIR);
+	rmdir(sources);
+	snprintf(sources, sizeof(sources), "%s/.lock", dir);
+	unlink(sources);
+	cr_assert_eq(rmdir(dir), 0, "%s left files behind", dir);
+	free(dir);
 }
 
 /* ---- reload ---- */

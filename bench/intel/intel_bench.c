@@ -7,6 +7,7 @@
  * answer is cross-checked between the two structures.
  * Usage: intel_bench [--shared DIR] [--prefixes N] [--lookups N] [--runs R]
  */
+#include "intel/intel_int.h" /* the sizes of the lookup structures */
 #include "mamori/intel.h"
 #include "mamori/status.h"
 #include "mamori/timefmt.h"
@@ -368,6 +369,15 @@ int main(int argc, char **argv)
 	unlink(path);
 	printf("set: %zu indicators, %zu distinct prefixes; compiled and mapped in %.2f s\n",
 	       mm_intel_snap_count(snap), mm_intel_snap_prefixes(snap), now_s() - t0);
+	printf("lookup structures: IPv4 table %.2f MiB, run lists %.1f MiB, IPv6 table %.0f MiB, nodes %.1f MiB, "
+	       "tails %.1f MiB, leaf records %.1f MiB\n",
+	       (double)(sizeof(uint32_t) << MMI_V4_TOP_BITS) / 1048576.0,
+	       (double)(snap->n_list * sizeof(union mmi_line)) / 1048576.0,
+	       (double)(sizeof(uint32_t) << MMI_V6_TOP_BITS) / 1048576.0,
+	       (double)(snap->n_compact * sizeof(struct mmi_compact) + snap->n_dense * sizeof(struct mmi_dense)) /
+		       1048576.0,
+	       (double)(snap->n_tail * sizeof(struct mmi_tail)) / 1048576.0,
+	       (double)(snap->n_pfx * sizeof(struct mmi_leaf)) / 1048576.0);
 
 	/* The distinct prefixes, read back from the snapshot, feed the trie and the drawn addresses. */
 	size_t n_pfx = 0;

@@ -204,14 +204,14 @@ struct mm_intel_hit {
 	struct mm_prefix prefix; /* the prefix that matched (ASN/port: zero) */
 	uint32_t first;          /* indicator index: mm_intel_indicator() */
 	uint32_t n;
-	uint32_t node;           /* internal: where mm_intel_match_next resumes */
 };
 
 /*
  * Longest-prefix match of a at time now_ns (indicators with expires_ns <=
  * now_ns are ignored; pass 0 to ignore expiry). Returns 1 and fills hit,
- * or 0 for no match. Constant work for IPv4 (two table reads), at most 15
- * reads for IPv6, plus one per expired prefix skipped.
+ * or 0 for no match. Bounded work: for IPv4 three reads (table, run list
+ * keys and value) or at most four through a crowded /16, for IPv6 at most
+ * 15, plus one per expired prefix skipped.
  */
 int mm_intel_match_addr(const struct mm_intel_snap *snap, const struct mm_addr *a, uint64_t now_ns,
 			struct mm_intel_hit *hit);
@@ -226,9 +226,10 @@ int mm_intel_match_port(const struct mm_intel_snap *snap, uint8_t proto, uint16_
 			uint64_t now_ns, struct mm_intel_hit *hit);
 
 /*
- * Batch address match, the fast path: looks up n addresses with the table
- * reads of neighbours overlapped (prefetched). hits[i].n is 0 where a[i]
- * matched nothing. Returns the number of addresses that matched.
+ * Batch address match, the fast path: looks up n addresses with up to 32
+ * in flight at once, their table reads overlapped (prefetched). hits[i].n
+ * is 0 where a[i] matched nothing. Returns the number of addresses that
+ * matched.
  */
 size_t mm_intel_match_addrs(const struct mm_intel_snap *snap, const struct mm_addr *a, size_t n,
 			    uint64_t now_ns, struct mm_intel_hit *hits);

@@ -2,10 +2,11 @@
  * The compiler: turns a set into the file readers map. Indicators are
  * sorted (prefixes by address then length), grouped into distinct
  * prefixes chained to their covering prefix, and the prefixes are
- * leaf-pushed into multibit tables: IPv4 a direct 2^24 table (DIR-24-8)
- * whose /25../32 blocks are 8-bit nodes; IPv6 a 2^16 table then 8-bit
- * nodes per byte. A node with at most 12 runs of equal entries is stored
- * compact (one cache line), else dense (256 entries).
+ * leaf-pushed into multibit tables: IPv4 a direct 2^16 table whose /16
+ * blocks are run lists (at most 129 runs) or, when crowded, 8-bit nodes per
+ * byte; IPv6 a 2^24 table then 8-bit nodes per byte. A node with at most 11
+ * runs of equal entries is stored compact (one cache line), else dense (256
+ * entries); a block holding one prefix is a tail.
  */
 #include "intel/intel_int.h"
 
@@ -41,7 +42,7 @@ struct compiler {
 	const struct mm_intel_set *set;
 	struct intel_rec **recs; /* kept records, sorted */
 	size_t n_recs;
-	struct vec pfx, asn, port, src, ind, compact, dense, tail, leaf;
+	struct vec pfx, asn, port, src, ind, compact, dense, tail, leaf, list;
 	uint32_t *v4_top, *v6_top;
 	bool nomem;
 };
@@ -165,6 +166,11 @@ static int build_records(struct compiler *c)
 			p->len = r->prefix.len;
 			p->first = (uint32_t)i;
 			p->n = (uint32_t)(j - i);
+			if (p->n >= 1u << 24) { /* a leaf record holds n in 24 bits */
+				free(stack);
+				return mm_fail(MM_ELIMIT, "intel: %zu indicators share one prefix (at most %u)", j - i,
+					       (1u << 24) - 1);
+			}
 			p->expires_max = exp_max;
 			/* Sorted by address then length: the covering prefixes are on the stack. */
 			if (!stack && !(stack = malloc(130 * sizeof(*stack))))
@@ -228,7 +234,7 @@ static int build_sources(struct compiler *c)
 
 /* ---- the multibit tables ---- */
 
-/* Bits d .. d+stride-1 of the address (d a multiple of 8, stride 8/16/24). */
+/* Bits d .. d+stride-1 of the address (d a multiple of 8, stride 8, 16 or 24). */
 static uint32_t slot_of(const uint8_t *addr, unsigned d, unsigned stride)
 {
 	uint32_t v = 0;
@@ -249,12 +255,19 @@ static unsigned pfx_bits128(const struct mmi_pfx *p)
 
 static uint32_t build_node(struct compiler *c, const struct mmi_pfx *pfx, size_t lo, size_t hi, unsigned d,
 			   uint32_t def);
+static uint32_t build_block16(struct compiler *c, const struct mmi_pfx *pfx, size_t lo, size_t hi, uint32_t def);
 
-/* The first `bits` of 128 as two masks. */
-static void mask128(unsigned bits, uint64_t *hi, uint64_t *lo)
+/* The leaf record of a leaf entry (prefix index + 1; 0: no match, all zero). */
+static struct mmi_leaf leaf_of(const struct mmi_pfx *pfx, uint32_t e)
 {
-	*hi = bits >= 64 ? ~0ull : (bits ? ~0ull << (64 - bits) : 0);
-	*lo = bits <= 64 ? 0 : (bits >= 128 ? ~0ull : ~0ull << (128 - bits));
+	struct mmi_leaf l = { 0, 0 };
+	uint32_t i = e & MMI_INDEX_MASK;
+
+	if (i) {
+		l.first = pfx[i - 1].first;
+		l.n_len = pfx[i - 1].n << 8 | pfx[i - 1].len;
+	}
+	return l;
 }
 
 /* A block below a slot holding one prefix: a tail, whatever its length. */
@@ -269,21 +282,21 @@ static uint32_t build_tail(struct compiler *c, const struct mmi_pfx *pfx, size_t
 	memset(t, 0, sizeof(*t));
 	t->hi = mm_addr_be64_(pfx[i].addr);
 	t->lo = mm_addr_be64_(pfx[i].addr + 8);
-	mask128(pfx_bits128(&pfx[i]), &t->mask_hi, &t->mask_lo);
-	t->hit = MMI_TAG_LEAF << MMI_TAG_SHIFT | (uint32_t)(i + 1);
+	t->leaf = leaf_of(pfx, (uint32_t)i + 1);
 	t->miss = def;
-	t->leaf.first = pfx[i].first;
-	t->leaf.n_len = pfx[i].n << 8 | pfx[i].len;
+	t->bits = (uint8_t)pfx_bits128(&pfx[i]);
 	return MMI_TAG_TAIL << MMI_TAG_SHIFT | (uint32_t)(c->tail.n - 1);
 }
 
 /*
  * Leaf-pushes prefixes lo..hi (all inside the block at depth d) into the
  * 2^stride slots. Sorted order writes a covering prefix before the ones it
- * covers, so the last write to a slot is its longest match.
+ * covers, so the last write to a slot is its longest match. With lists set
+ * (the IPv4 /16 table) a slot holding several longer prefixes becomes a run
+ * list where they fit one.
  */
 static void fill_level(struct compiler *c, uint32_t *slots, unsigned stride, const struct mmi_pfx *pfx, size_t lo,
-		       size_t hi, unsigned d)
+		       size_t hi, unsigned d, bool lists)
 {
 	size_t i = lo;
 
@@ -303,6 +316,7 @@ static void fill_level(struct compiler *c, uint32_t *slots, unsigned stride, con
 			while (j < hi && slot_of(pfx[j].addr, d, stride) == slot)
 				j++;
 			slots[slot] = j - i == 1 ? build_tail(c, pfx, i, slots[slot])
+				      : lists	 ? build_block16(c, pfx, i, j, slots[slot])
 						 : build_node(c, pfx, i, j, d + stride, slots[slot]);
 			i = j;
 		}
@@ -317,7 +331,7 @@ static uint32_t build_node(struct compiler *c, const struct mmi_pfx *pfx, size_t
 
 	for (unsigned k = 0; k < 256; k++)
 		slots[k] = def;
-	fill_level(c, slots, 8, pfx, lo, hi, d);
+	fill_level(c, slots, 8, pfx, lo, hi, d, false);
 	for (unsigned k = 1; k < 256; k++)
 		runs += slots[k] != slots[k - 1];
 	if (runs <= MMI_COMPACT_MAX) {
@@ -349,6 +363,96 @@ static uint32_t build_node(struct compiler *c, const struct mmi_pfx *pfx, size_t
 	return MMI_TAG_DENSE << MMI_TAG_SHIFT | (uint32_t)(c->dense.n - 1);
 }
 
+struct runs {
+	uint32_t start[MMI_LIST_MAX_LINES * MMI_LIST_KEYS + 1], val[MMI_LIST_MAX_LINES * MMI_LIST_KEYS + 1];
+	unsigned n;
+	bool over; /* more runs than a list holds */
+};
+
+/* Appends a run from `from` answered by v, merged into the previous one if equal. */
+static void run_add(struct runs *r, uint32_t from, uint32_t v)
+{
+	if (r->n && r->val[r->n - 1] == v)
+		return;
+	if (r->n == sizeof(r->val) / sizeof(r->val[0])) {
+		r->over = true;
+		return;
+	}
+	r->start[r->n] = from;
+	r->val[r->n++] = v;
+}
+
+/*
+ * The runs of equal answers over the 65,536 addresses of an IPv4 /16
+ * holding prefixes lo..hi (all longer than /16), def answering where none
+ * does: a sweep with a stack of the open prefixes (sorted order opens a
+ * covering prefix before those it covers).
+ */
+static void block16_runs(const struct mmi_pfx *pfx, size_t lo, size_t hi, uint32_t def, struct runs *r)
+{
+	struct {
+		uint32_t end, val;
+	} open[18]; /* def and at most one prefix per length /17../32 */
+	unsigned sp = 0;
+	uint32_t cur = 0;
+
+	r->n = 0;
+	r->over = false;
+	open[sp].end = 0xffff;
+	open[sp++].val = def;
+	for (size_t i = lo; i <= hi; i++) {
+		/* Past the last prefix, everything still open closes (end 0x10000 > any). */
+		uint32_t s = i < hi ? (uint32_t)pfx[i].addr[14] << 8 | pfx[i].addr[15] : 0x10000;
+
+		while (sp && open[sp - 1].end < s) {
+			sp--;
+			if (cur <= open[sp].end) {
+				run_add(r, cur, open[sp].val);
+				cur = open[sp].end + 1;
+			}
+		}
+		if (i == hi)
+			break;
+		if (cur < s) {
+			run_add(r, cur, open[sp - 1].val);
+			cur = s;
+		}
+		open[sp].end = s + (1u << (32 - pfx[i].len)) - 1;
+		open[sp++].val = MMI_TAG_LEAF << MMI_TAG_SHIFT | (uint32_t)(i + 1);
+	}
+}
+
+/* An IPv4 /16 holding several longer prefixes: a run list, or 8-bit nodes when it is crowded. */
+static uint32_t build_block16(struct compiler *c, const struct mmi_pfx *pfx, size_t lo, size_t hi, uint32_t def)
+{
+	struct runs r;
+	unsigned n, key_lines, val_lines;
+	size_t first;
+
+	block16_runs(pfx, lo, hi, def, &r);
+	if (r.over)
+		return build_node(c, pfx, lo, hi, 112, def);
+	n = r.n;
+	key_lines = n > 1 ? (n - 1 + MMI_LIST_KEYS - 1) / MMI_LIST_KEYS : 1;
+	val_lines = (n + 7) / 8;
+	first = c->list.n;
+	for (unsigned k = 0; k < key_lines + val_lines; k++) {
+		union mmi_line *l = vec_push(&c->list);
+
+		if (!l) {
+			c->nomem = true;
+			return 0;
+		}
+		memset(l, k < key_lines ? 0xff : 0, sizeof(*l));
+	}
+	union mmi_line *l = (union mmi_line *)c->list.p + first;
+	for (unsigned k = 1; k < n; k++)
+		l[(k - 1) / MMI_LIST_KEYS].key[(k - 1) % MMI_LIST_KEYS] = (uint16_t)(r.start[k] - 1);
+	for (unsigned k = 0; k < n; k++)
+		l[key_lines + k / 8].val[k % 8] = leaf_of(pfx, r.val[k]);
+	return MMI_TAG_LIST << MMI_TAG_SHIFT | (uint32_t)first << 2 | (key_lines - 1);
+}
+
 static int build_tables(struct compiler *c)
 {
 	const struct mmi_pfx *pfx = c->pfx.p;
@@ -366,17 +470,17 @@ static int build_tables(struct compiler *c)
 		if (!mm_addr_is_v4(&a))
 			break;
 	}
-	fill_level(c, c->v4_top, MMI_V4_TOP_BITS, pfx, 0, n_v4, 96);
-	fill_level(c, c->v6_top, MMI_V6_TOP_BITS, pfx, n_v4, c->pfx.n, 0);
-	if (c->nomem || c->compact.n > MMI_INDEX_MASK || c->dense.n > MMI_INDEX_MASK || c->tail.n > MMI_INDEX_MASK)
+	fill_level(c, c->v4_top, MMI_V4_TOP_BITS, pfx, 0, n_v4, 96, true);
+	fill_level(c, c->v6_top, MMI_V6_TOP_BITS, pfx, n_v4, c->pfx.n, 0, false);
+	if (c->nomem || c->compact.n > MMI_INDEX_MASK || c->dense.n > MMI_INDEX_MASK || c->tail.n > MMI_INDEX_MASK ||
+	    c->list.n > MMI_INDEX_MASK >> 2)
 		return mm_fail(MM_ENOMEM, "intel: lookup nodes");
 	for (size_t i = 0; i < c->pfx.n; i++) {
 		struct mmi_leaf *l = vec_push(&c->leaf);
 
 		if (!l)
 			return mm_fail(MM_ENOMEM, "intel: leaf table");
-		l->first = pfx[i].first;
-		l->n_len = pfx[i].n << 8 | pfx[i].len;
+		*l = leaf_of(pfx, (uint32_t)i + 1);
 	}
 	return 0;
 }
@@ -434,6 +538,7 @@ int intel_write_image(int fd, const struct mm_intel_set *set, uint64_t now_ns, c
 	c.dense.size = sizeof(struct mmi_dense);
 	c.tail.size = sizeof(struct mmi_tail);
 	c.leaf.size = sizeof(struct mmi_leaf);
+	c.list.size = sizeof(union mmi_line);
 	c.recs = malloc((set->n_recs ? set->n_recs : 1) * sizeof(*c.recs));
 	if (!c.recs) {
 		rc = mm_fail(MM_ENOMEM, "intel: compiling %zu indicators", set->n_recs);
@@ -462,6 +567,7 @@ int intel_write_image(int fd, const struct mm_intel_set *set, uint64_t now_ns, c
 		[MMI_SEC_DENSE] = { c.dense.p, c.dense.n, sizeof(struct mmi_dense) },
 		[MMI_SEC_TAIL] = { c.tail.p, c.tail.n, sizeof(struct mmi_tail) },
 		[MMI_SEC_LEAF] = { c.leaf.p, c.leaf.n, sizeof(struct mmi_leaf) },
+		[MMI_SEC_LIST] = { c.list.p, c.list.n, sizeof(union mmi_line) },
 	};
 	memset(&h, 0, sizeof(h));
 	memcpy(h.magic, MMI_MAGIC, 8);
@@ -473,7 +579,9 @@ int intel_write_image(int fd, const struct mm_intel_set *set, uint64_t now_ns, c
 		if (((struct mmi_pfx *)c.pfx.p)[i].expires_max < h.next_expiry_ns)
 			h.next_expiry_ns = ((struct mmi_pfx *)c.pfx.p)[i].expires_max;
 	off = (sizeof(h) + 4095) & ~(uint64_t)4095;
+	const void *data[MMI_N_SECTIONS];
 	for (int s = 0; s < MMI_N_SECTIONS; s++) {
+		data[s] = secs[s].p;
 		size_t len = secs[s].count * secs[s].size;
 
 		h.sec[s].off = off;
@@ -485,6 +593,7 @@ int intel_write_image(int fd, const struct mm_intel_set *set, uint64_t now_ns, c
 		off = (off + len + 4095) & ~(uint64_t)4095;
 	}
 	h.file_size = off;
+	h.checksum = intel_checksum(&h, data);
 	if ((rc = write_all(fd, &h, sizeof(h), 0, name)))
 		goto out;
 	if (ftruncate(fd, (off_t)off) != 0)
@@ -500,6 +609,7 @@ out:
 	free(c.dense.p);
 	free(c.tail.p);
 	free(c.leaf.p);
+	free(c.list.p);
 	free(c.v4_top);
 	free(c.v6_top);
 	return rc;

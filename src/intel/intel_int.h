@@ -62,19 +62,22 @@ int intel_load_stix(struct intel_load *ld, const char *buf, size_t len);
 /* ---- the compiled file ---- */
 
 #define MMI_MAGIC "MMINTEL1"
-#define MMI_VERSION 2u
+#define MMI_VERSION 3u /* 3: IPv4 2^16 table and run lists, 32-byte tails */
 
-/* Tagged LPM table entry: the top two bits say what the rest is. */
-#define MMI_TAG_SHIFT 30
+/* Tagged LPM table entry: the top three bits say what the rest is. */
+#define MMI_TAG_SHIFT 29
 #define MMI_TAG_LEAF 0u    /* rest: prefix index + 1, 0 = no match */
 #define MMI_TAG_COMPACT 1u /* rest: compact node index */
 #define MMI_TAG_DENSE 2u   /* rest: dense node index */
 #define MMI_TAG_TAIL 3u    /* rest: tail index */
+#define MMI_TAG_LIST 4u    /* rest: first line of a run list << 2 | its key lines - 1 (IPv4 table only) */
 #define MMI_INDEX_MASK ((1u << MMI_TAG_SHIFT) - 1)
 
-#define MMI_V4_TOP_BITS 24
+#define MMI_V4_TOP_BITS 16
 #define MMI_V6_TOP_BITS 24
 #define MMI_COMPACT_MAX 11 /* entries a compact node holds */
+#define MMI_LIST_KEYS 32   /* keys in one 64-byte line of a run list */
+#define MMI_LIST_MAX_LINES 4 /* key lines of a run list: at most 128 keys, 129 runs */
 
 /*
  * An 8-bit stride node with at most 11 runs of equal entries: run i covers
@@ -100,14 +103,31 @@ struct mmi_leaf {
 };
 
 /*
+ * A run list: the answers for one IPv4 /16 as runs of equal leaf records
+ * over its 65,536 addresses. 1..4 key lines hold the run starts minus one
+ * (ascending; 0xffff pads, it never counts), then value lines hold one leaf
+ * record per run (n_len 0: no match). The run of address x (its low 16
+ * bits) is the number of keys < x: branch-free vector compares over the
+ * key lines, then one read of the value line. A /16 of random threat
+ * intelligence holds ~25 runs, so most lookups read one key line and one
+ * value line, and the whole IPv4 structure stays a few tens of MiB instead
+ * of a 64 MiB direct table read at random.
+ */
+union mmi_line {
+	uint16_t key[MMI_LIST_KEYS];
+	struct mmi_leaf val[8];
+};
+
+/*
  * A block holding a single prefix, collapsed (path compression): one
  * compare of the whole address replaces the chain of nodes down to it.
  */
 struct mmi_tail {
-	uint64_t hi, lo;   /* the prefix, host order, host bits zero */
-	uint64_t mask_hi, mask_lo;
-	uint32_t hit, miss; /* leaf entries */
-	struct mmi_leaf leaf; /* hit's leaf record: a tail hit needs no other read */
+	uint64_t hi, lo;      /* the prefix, host order, host bits zero */
+	struct mmi_leaf leaf; /* its leaf record: a hit needs no other read */
+	uint32_t miss;        /* leaf entry answering the rest of the block */
+	uint8_t bits;         /* prefix length in 128-bit terms */
+	uint8_t pad[3];       /* 32 bytes: two tails per cache line, never straddling */
 };
 
 
@@ -160,6 +180,7 @@ enum mmi_section {
 	MMI_SEC_DENSE,
 	MMI_SEC_TAIL,
 	MMI_SEC_LEAF,
+	MMI_SEC_LIST,
 	MMI_N_SECTIONS
 };
 
@@ -175,7 +196,19 @@ struct mmi_header {
 		uint64_t off; /* from file start, 64-byte aligned */
 		uint64_t count; /* elements (bytes for strings) */
 	} sec[MMI_N_SECTIONS];
+	uint64_t checksum; /* intel_checksum of the sections: a damaged file is refused, not misread */
 };
+
+/* Element size of each section. */
+extern const size_t intel_sec_size[MMI_N_SECTIONS];
+
+/*
+ * A 64-bit checksum of the sections' bytes in order and the header's
+ * times (not a MAC: the file is a local cache; it catches damage,
+ * validation catches the rest). sec[i] points at section i, sized by the
+ * header.
+ */
+uint64_t intel_checksum(const struct mmi_header *h, const void *const sec[MMI_N_SECTIONS]);
 
 /* Writes the compiled image of set to fd (name for messages). */
 int intel_write_image(int fd, const struct mm_intel_set *set, uint64_t now_ns, const char *name);
@@ -200,8 +233,9 @@ struct mm_intel_snap {
 	const struct mmi_dense *dense;
 	const struct mmi_tail *tail;
 	const struct mmi_leaf *leaf;
+	const union mmi_line *list;
 	uint64_t next_expiry_ns;
-	size_t n_ind, n_pfx, n_asn, n_port, n_src, str_len, n_compact, n_dense, n_tail;
+	size_t n_ind, n_pfx, n_asn, n_port, n_src, str_len, n_compact, n_dense, n_tail, n_list;
 };
 
 #endif

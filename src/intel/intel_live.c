@@ -8,6 +8,7 @@
 #include "intel/intel_int.h"
 
 #include "mamori/status.h"
+#include "mamori/timefmt.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -88,6 +89,12 @@ int mm_intel_open(const char *dir, struct mm_intel **out)
 		return mm_fail(MM_EINVAL, "intel: directory path too long");
 	}
 	rc = map_current(in->path, &in->cur, &in->cur_st);
+	if (rc == MM_EUNSUP) {
+		/* Compiled by another version of mamori: it is a cache of sources/, so rebuild it. */
+		rc = mm_intel_store_compile(dir, mm_time_now_ns());
+		if (!rc)
+			rc = map_current(in->path, &in->cur, &in->cur_st);
+	}
 	if (rc) {
 		free(in);
 		return rc;
