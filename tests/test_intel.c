@@ -861,6 +861,16 @@ static void reseal(char *img)
 	h->checksum = intel_checksum(h, sec);
 }
 
+/* Writes the image to path and expects it refused as damaged, the message naming why. */
+static void refused_as(const char *path, const char *img, size_t len, const char *why)
+{
+	struct mm_intel_snap *snap;
+
+	cr_assert_eq(tu_write_file(path, img, len), 0);
+	cr_assert_eq(mm_intel_snap_open(path, &snap), MM_EFORMAT);
+	cr_assert(strstr(mm_last_error(), why), "%s", mm_last_error());
+}
+
 Test(lpm, damaged_compiled_file_is_refused)
 {
 	struct mm_intel_load_stats st;
@@ -877,13 +887,9 @@ Test(lpm, damaged_compiled_file_is_refused)
 	memcpy(&v6_off, img + 40 + 16 * 7, 8); /* sec[MMI_SEC_V6_TOP].off */
 	uint32_t evil = 0x3fffffff;
 	memcpy(img + v6_off + 4 * 0x2001, &evil, 4);
-	cr_assert_eq(tu_write_file(path, img, len), 0);
-	cr_assert_eq(mm_intel_snap_open(path, &snap), MM_EFORMAT);
-	cr_assert(strstr(mm_last_error(), "damaged compiled file (checksum)"), "%s", mm_last_error());
+	refused_as(path, img, len, "damaged compiled file (checksum)");
 	reseal(img);
-	cr_assert_eq(tu_write_file(path, img, len), 0);
-	cr_assert_eq(mm_intel_snap_open(path, &snap), MM_EFORMAT);
-	cr_assert(strstr(mm_last_error(), "damaged compiled file (IPv6 table)"), "%s", mm_last_error());
+	refused_as(path, img, len, "damaged compiled file (IPv6 table)");
 	cr_assert_eq(tu_write_file(path, img, 100), 0);
 	cr_assert_eq(mm_intel_snap_open(path, &snap), MM_EFORMAT);
 	unlink(path);
@@ -932,17 +938,13 @@ Test(lpm, run_list_layout_and_damage_refused)
 	/* A value that is not its prefix's record (checksum resealed: validation must catch it). */
 	((struct mmi_leaf *)&l[1])[1].n_len += 1u << 8;
 	reseal(img);
-	cr_assert_eq(tu_write_file(path, img, len), 0);
-	cr_assert_eq(mm_intel_snap_open(path, &snap), MM_EFORMAT);
-	cr_assert(strstr(mm_last_error(), "damaged compiled file (IPv4 table)"), "%s", mm_last_error());
+	refused_as(path, img, len, "damaged compiled file (IPv4 table)");
 	/* A list said to have four key lines, past the end of the list section. */
 	memcpy(img, orig, len);
 	e |= 3;
 	memcpy(img + v4_off + 4 * 0x0a01, &e, 4);
 	reseal(img);
-	cr_assert_eq(tu_write_file(path, img, len), 0);
-	cr_assert_eq(mm_intel_snap_open(path, &snap), MM_EFORMAT);
-	cr_assert(strstr(mm_last_error(), "(IPv4 table)"), "%s", mm_last_error());
+	refused_as(path, img, len, "(IPv4 table)");
 	/* A run list in the IPv6 table, which answers by other bits. */
 	memcpy(img, orig, len);
 	uint64_t v6_off;
@@ -950,17 +952,13 @@ Test(lpm, run_list_layout_and_damage_refused)
 	e = MMI_TAG_LIST << MMI_TAG_SHIFT;
 	memcpy(img + v6_off, &e, 4);
 	reseal(img);
-	cr_assert_eq(tu_write_file(path, img, len), 0);
-	cr_assert_eq(mm_intel_snap_open(path, &snap), MM_EFORMAT);
-	cr_assert(strstr(mm_last_error(), "(IPv6 table)"), "%s", mm_last_error());
+	refused_as(path, img, len, "(IPv6 table)");
 	/* A changed confidence breaks no index, only the checksum. */
 	memcpy(img, orig, len);
 	uint64_t ind_off;
 	memcpy(&ind_off, img + offsetof(struct mmi_header, sec[MMI_SEC_IND].off), 8);
 	((struct mmi_ind *)(img + ind_off))[0].confidence ^= 1;
-	cr_assert_eq(tu_write_file(path, img, len), 0);
-	cr_assert_eq(mm_intel_snap_open(path, &snap), MM_EFORMAT);
-	cr_assert(strstr(mm_last_error(), "(checksum)"), "%s", mm_last_error());
+	refused_as(path, img, len, "(checksum)");
 	/* Another format version is refused by name. */
 	memcpy(img, orig, len);
 	memcpy(img + offsetof(struct mmi_header, version), &version, 4);
