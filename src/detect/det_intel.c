@@ -138,7 +138,8 @@ static void check_side(struct mm_detect *d, struct intel_state *s, const struct 
 	struct contact_entry *e;
 	bool created;
 
-	if (mm_intel_match_addr(d->snap, dst_side ? &f->dst : &f->src, d->now, &hit) != 1)
+	if (!(dst_side ? d->cur.intel_dst : d->cur.intel_src) ||
+	    mm_intel_match_addr(d->snap, dst_side ? &f->dst : &f->src, d->now, &hit) != 1)
 		return;
 	if (!best_indicator(d->snap, &hit, d->cfg.intel_cfg.min_confidence, &ind))
 		return;

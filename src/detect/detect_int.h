@@ -128,6 +128,8 @@ struct det_flow_info {
 	bool src_dom, dst_dom;
 	/* A detector's own key hash, left by its prefetch for its flow() (unset when the flow is filtered). */
 	uint64_t h_key[MM_DET_COUNT];
+	/* Whether an indicator prefix covers each address, expiry aside (intel: false skips the lookup). */
+	bool intel_src, intel_dst;
 };
 
 struct det_ops {

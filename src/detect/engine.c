@@ -326,10 +326,21 @@ static void process(struct mm_detect *d, const struct mm_flow *f, const struct d
 static void process_pending(struct mm_detect *d)
 {
 	struct det_flow_info fi[DET_BATCH];
+	struct mm_intel_hit src_hits[DET_BATCH], dst_hits[DET_BATCH];
 	size_t n = d->n_pending;
 
+	/*
+	 * The intel detector's lookups for the whole batch at once (their table
+	 * reads overlap), ignoring expiry: an address no prefix covers needs no
+	 * lookup at its flow's time; one covered is looked up then, with expiry,
+	 * from a warm cache.
+	 */
+	if (d->snap)
+		mm_intel_match_flows(d->snap, d->pending, n, 0, src_hits, dst_hits);
 	for (size_t i = 0; i < n; i++) {
 		flow_info(d, &d->pending[i], &fi[i]);
+		fi[i].intel_src = d->snap && src_hits[i].n;
+		fi[i].intel_dst = d->snap && dst_hits[i].n;
 		for (unsigned k = 0; k < MM_DET_COUNT; k++)
 			if ((d->cfg.enabled & (1u << k)) && all_ops[k]->prefetch)
 				all_ops[k]->prefetch(d, &d->pending[i], &fi[i]);
