@@ -444,6 +444,11 @@ static int run_query(struct query_args *a, struct mm_store *st, const struct mm_
 	/* A reader that goes away (| head) then shows up as EPIPE, ending the query quietly. */
 	signal(SIGPIPE, SIG_IGN);
 	rc = a->aggregate ? run_aggregation(st, q, a, out.fp, &stats) : run_listing(st, q, a, out.fp, &stats);
+	/* A void speculative decision: nothing went out; the caller decides again. */
+	if (a->guard->unverified) {
+		cli_output_close(&out, false);
+		return CLI_EXIT_OK;
+	}
 	if (a->verbose)
 		print_stats(&stats);
 	if (rc == MM_EIO && !out.name && cli_stdout_reader_gone()) {
@@ -457,10 +462,28 @@ static int run_query(struct query_args *a, struct mm_store *st, const struct mm_
 	return exit_code;
 }
 
+/* The guard's decision on act, then the query as it decides: 0 or an exit code (a refusal's, a failure's). */
+static int decide_and_run(struct query_args *a, struct mm_store *st, const char *dir, const struct mm_guard_act *act,
+			  struct mm_guard_decision *d)
+{
+	int rc = cli_guard("query", dir, act, d, false);
+
+	if (rc)
+		return rc;
+	a->exec.since_ns = d->since_ns;
+	a->exec.until_ns = d->until_ns;
+	a->results = 0;
+	a->guard = d;
+	return run_query(a, st, d->query);
+}
+
 /*
  * The store must open first (a missing store is bad input, not an act);
  * then the guard decides and narrows the filter and time range; the query
- * runs as decided; then what it returned is audited.
+ * runs as decided; then what it returned is audited. A speculative decision
+ * that proves void (mm_guard_durable) released nothing: the act is decided
+ * again on the ordinary path, every signature verified first, and runs as
+ * that decides.
  */
 static int run_guarded(struct query_args *a, const struct mm_query *q)
 {
@@ -477,12 +500,16 @@ static int run_guarded(struct query_args *a, const struct mm_query *q)
 
 	if (rc < 0)
 		return cli_fail("query", rc);
-	rc = cli_guard("query", dir, &act, &d, false);
-	if (rc == 0) {
-		a->exec.since_ns = d.since_ns;
-		a->exec.until_ns = d.until_ns;
-		a->guard = &d;
-		rc = run_query(a, st, d.query);
+	rc = decide_and_run(a, st, dir, &act, &d);
+	/* A query that failed before its first output has not waited yet; its decision may be void all the same. */
+	if (d.allowed)
+		mm_guard_durable(&d);
+	if (d.unverified) {
+		mm_guard_decision_clear(&d);
+		act.overlap_sync = false;
+		rc = decide_and_run(a, st, dir, &act, &d);
+	}
+	if (d.allowed) {
 		result = json_pack("{s:I, s:b}", a->aggregate ? "rows" : "flows", (json_int_t)a->results, "ok",
 				   rc == CLI_EXIT_OK);
 		if (mm_guard_done(dir, &act, &d, result) != 0 && rc == CLI_EXIT_OK)

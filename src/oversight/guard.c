@@ -475,51 +475,96 @@ static int narrow(const struct mm_query *asked, const struct mm_authz *a, struct
 
 /* ---- the decision ---- */
 
-/* The fsync of a decision's entry, on its own thread while the act runs (heap: the decision may move). */
+/*
+ * The end of an overlap_sync decision, on its own thread while the act runs
+ * (heap: the decision may move). Ordinary: the fsync of the entry already
+ * appended. Speculative (docs/oversight.md): first the signatures the
+ * decision took on trust are verified and the authorization's use counted;
+ * only then is the entry appended, and fsync'd.
+ */
 struct mm_guard_sync {
 	pthread_t thread;
+	bool threaded;
 	struct mm_audit_log *log;
 	int rc;
+	char why[512];
+	/* speculative only */
+	bool speculative, unverified, use;
+	struct ov_trust trust;
+	struct mm_oversight *o; /* the decision's, borrowed */
+	char authz[MM_AUTHZ_ID_MAX];
+	char *data_dir, *text;
+	size_t len;
+	uint64_t index;
 };
+
+static void sync_free(struct mm_guard_sync *s)
+{
+	ov_trust_free(&s->trust);
+	free(s->data_dir);
+	free(s->text);
+	free(s);
+}
 
 static void *sync_main(void *arg)
 {
 	struct mm_guard_sync *s = arg;
+	int rc = 0;
 
-	s->rc = mm_audit_sync(s->log);
+	if (s->speculative) {
+		rc = ov_trust_verify(&s->trust, s->why, sizeof(s->why));
+		if (rc == 0 && s->use && (rc = mm_oversight_use(s->o, s->authz)) != 0)
+			snprintf(s->why, sizeof(s->why), "%s", mm_last_error());
+		/* Void: nothing was appended; the caller decides again on the ordinary path. */
+		s->unverified = rc != 0;
+		if (rc == 0 && (rc = append_entry(s->data_dir, &s->log, s->text, s->len, &s->index, true)) != 0)
+			snprintf(s->why, sizeof(s->why), "%s", mm_last_error());
+	}
+	if (rc == 0 && (rc = mm_audit_sync(s->log)) != 0)
+		snprintf(s->why, sizeof(s->why), "%s", mm_strerror(rc));
+	s->rc = rc;
 	return NULL;
 }
 
-/* Starts the fsync of the decision's entry; inline when no thread can start. */
-static int sync_start(struct mm_guard_decision *d)
+/* Hands s to the decision and starts it; inline when no thread can start (mm_guard_durable reports). */
+static void sync_start(struct mm_guard_decision *d, struct mm_guard_sync *s)
 {
-	struct mm_guard_sync *s = malloc(sizeof(*s));
-
-	if (s) {
-		s->log = d->log;
-		if (pthread_create(&s->thread, NULL, sync_main, s) == 0) {
-			d->sync = s;
-			return 0;
-		}
-	}
-	free(s);
-	return mm_audit_sync(d->log);
+	d->sync = s;
+	s->threaded = pthread_create(&s->thread, NULL, sync_main, s) == 0;
+	if (!s->threaded)
+		sync_main(s);
 }
 
 int mm_guard_durable(struct mm_guard_decision *d)
 {
 	struct mm_guard_sync *s = d->sync;
+	char why[512];
+	bool unverified;
 	int rc;
 
+	/* Asked again after a failure: the same answer, so no caller can miss it. */
 	if (!s)
-		return 0;
-	pthread_join(s->thread, NULL);
+		return d->sync_rc;
+	if (s->threaded)
+		pthread_join(s->thread, NULL);
 	rc = s->rc;
-	free(s);
+	unverified = s->unverified;
+	d->log = s->log;
+	if (s->speculative && rc == 0)
+		d->audit_index = s->index;
+	snprintf(why, sizeof(why), "%s", s->why);
+	sync_free(s);
 	d->sync = NULL;
+	if (unverified) {
+		d->allowed = false;
+		d->unverified = true;
+		d->sync_rc = MM_EPERM;
+		return mm_fail(MM_EPERM, "guard: the decision is void and was not recorded: %s", why);
+	}
+	d->sync_rc = rc;
 	if (rc)
 		return mm_fail(rc, "guard: the decision's audit entry %" PRIu64 " is not durable (%s)", d->audit_index,
-			       mm_strerror(rc));
+			       why);
 	return 0;
 }
 
@@ -579,9 +624,17 @@ static json_t *act_detail(const struct mm_guard_act *act, const struct mm_guard_
 	return j;
 }
 
-/* The first authorization in force that covers the act, or the nearest miss. */
+/*
+ * The first authorization in force that covers the act, or the nearest
+ * miss. trust non-NULL (speculative, signatures taken on trust): records
+ * the signatures the choice relied on positively, the chosen one's and
+ * those that put an earlier candidate out (revocations) or could change an
+ * emergency one's state; sets *dropped instead of noting a suspension,
+ * which must not rest on an unverified signature.
+ */
 static const struct mm_authz *choose(const char *data_dir, struct mm_oversight *o, const struct mm_guard_act *act,
-				     char *why, size_t why_size, const struct mm_authz **nearest)
+				     char *why, size_t why_size, const struct mm_authz **nearest, struct ov_trust *trust,
+				     bool *dropped)
 {
 	unsigned best = ~0u;
 
@@ -603,11 +656,19 @@ static const struct mm_authz *choose(const char *data_dir, struct mm_oversight *
 			continue;
 		}
 		mm_oversight_state(o, a, act->now_ns, &st);
+		if (st.status == MM_AZ_SUSPENDED && trust) {
+			*dropped = true;
+			return NULL;
+		}
 		if (st.status == MM_AZ_SUSPENDED)
 			note_suspension(data_dir, a, st.reason);
+		if (trust && (st.status == MM_AZ_REVOKED || a->emergency))
+			ov_oversight_relied(o, a, trust);
 		if (st.status != MM_AZ_IN_FORCE)
 			miss(&m, MISS_STATE, "%s", strstr(st.reason, ": ") ? strstr(st.reason, ": ") + 2 : st.reason);
 		check_scope(act, a, &m);
+		if (m.n == 0 && trust && !a->emergency)
+			ov_oversight_relied(o, a, trust);
 		if (m.n == 0)
 			return a;
 		if (m.weight < best) {
@@ -619,7 +680,18 @@ static const struct mm_authz *choose(const char *data_dir, struct mm_oversight *
 	return NULL;
 }
 
-int mm_guard(const char *data_dir, const struct mm_guard_act *act_in, struct mm_guard_decision *out)
+/*
+ * One decision. spec NULL: the ordinary path, every signature verified as
+ * the oversight files load, the entry appended before return (fsync'd
+ * unless deferred). spec non-NULL: the speculative path (docs/oversight.md),
+ * signatures taken on trust; it goes ahead only to an allowed decision,
+ * handing spec to out, whose entry is then appended by spec's thread once
+ * the signatures relied on verify. Anything else (a refusal, a suspension
+ * to note, a failure) returns 1 with nothing written and out cleared, for
+ * the ordinary path to decide.
+ */
+static int decide(const char *data_dir, const struct mm_guard_act *act_in, struct mm_guard_decision *out,
+		  struct mm_guard_sync *spec)
 {
 	struct mm_guard_act act = *act_in;
 	struct mm_oversight *o = NULL;
@@ -628,6 +700,7 @@ int mm_guard(const char *data_dir, const struct mm_guard_act *act_in, struct mm_
 	json_t *detail = NULL;
 	char *text = NULL;
 	size_t len = 0;
+	bool dropped = false;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
@@ -637,7 +710,9 @@ int mm_guard(const char *data_dir, const struct mm_guard_act *act_in, struct mm_
 		return mm_fail(MM_EINVAL, "guard: a %s act needs its query", mm_act_name(act.act));
 	if (act.until_ns == 0)
 		act.until_ns = UINT64_MAX;
-	rc = mm_oversight_open(data_dir, &o);
+	rc = ov_oversight_open(data_dir, spec ? &spec->trust : NULL, &o);
+	if (rc && spec)
+		return 1;
 	if (rc) {
 		snprintf(why, sizeof(why), "%s", mm_last_error());
 		return mm_fail(rc, "guard: refusing every act: %s", why);
@@ -646,15 +721,20 @@ int mm_guard(const char *data_dir, const struct mm_guard_act *act_in, struct mm_
 	if (out->lab) {
 		out->allowed = true;
 	} else {
-		a = choose(data_dir, o, &act, why, sizeof(why), &nearest);
-		/* Unlimited ones need no counter: the audit log has every use. */
-		if (a && a->max_uses && mm_oversight_use(o, a->id) != 0) {
+		a = choose(data_dir, o, &act, why, sizeof(why), &nearest, spec ? &spec->trust : NULL, &dropped);
+		/* Unlimited ones need no counter: the audit log has every use. A speculation counts it once verified. */
+		if (a && a->max_uses && !spec && mm_oversight_use(o, a->id) != 0) {
 			nearest = a;
 			const char *colon = strstr(mm_last_error(), ": ");
 			snprintf(why, sizeof(why), "%s", colon ? colon + 2 : mm_last_error());
 			a = NULL;
 		}
 		out->allowed = a != NULL;
+	}
+	out->oversight = o;
+	if (spec && (!out->allowed || dropped || spec->trust.rc)) {
+		mm_guard_decision_clear(out);
+		return 1;
 	}
 	if (out->allowed && a)
 		snprintf(out->authz, sizeof(out->authz), "%s", a->id);
@@ -690,22 +770,61 @@ int mm_guard(const char *data_dir, const struct mm_guard_act *act_in, struct mm_
 	if (rc == 0)
 		rc = entry_text(act.now_ns, act.actor, mm_act_name(act.act), out->allowed ? "allowed" : "refused",
 				out->lab, a, out->allowed ? NULL : out->reason, detail, &text, &len);
+	json_decref(detail);
 	/* Only an allowed query whose caller waits before output overlaps the fsync with the query. */
 	out->deferred = act.overlap_sync && act.act == MM_ACT_QUERY && out->allowed;
-	if (rc == 0)
+	if (rc == 0 && spec) {
+		spec->speculative = true;
+		spec->use = a && a->max_uses;
+		spec->o = o;
+		snprintf(spec->authz, sizeof(spec->authz), "%s", out->authz);
+		spec->text = text;
+		spec->len = len;
+		text = NULL;
+		spec->data_dir = strdup(data_dir);
+		if (spec->data_dir)
+			sync_start(out, spec);
+		else
+			rc = MM_ENOMEM;
+	} else if (rc == 0) {
 		rc = append_entry(data_dir, &out->log, text, len, &out->audit_index, out->deferred);
-	if (rc == 0 && out->deferred)
-		rc = sync_start(out);
+	}
+	if (rc == 0 && out->deferred && !spec) {
+		struct mm_guard_sync *s = calloc(1, sizeof(*s));
+
+		if (s) {
+			s->log = out->log;
+			sync_start(out, s);
+		} else {
+			rc = mm_audit_sync(out->log);
+		}
+	}
 	free(text);
-	json_decref(detail);
-	/* Kept for mm_guard_done: the act's second entry needs no second load. */
-	out->oversight = o;
+	if (rc && spec) {
+		mm_guard_decision_clear(out);
+		return 1;
+	}
 	if (rc) {
 		/* Not recorded, not decided: the act must not happen. */
 		mm_guard_decision_clear(out);
 		out->allowed = false;
 	}
 	return rc;
+}
+
+int mm_guard(const char *data_dir, const struct mm_guard_act *act, struct mm_guard_decision *out)
+{
+	/* Speculation only where the caller waits (mm_guard_durable) before anything of the act shows. */
+	if (act->overlap_sync && act->act == MM_ACT_QUERY) {
+		struct mm_guard_sync *spec = calloc(1, sizeof(*spec));
+
+		if (spec && decide(data_dir, act, out, spec) == 0)
+			return 0;
+		/* Not taken over by out: no speculation, or one that came to nothing. */
+		if (spec && !out->sync)
+			sync_free(spec);
+	}
+	return decide(data_dir, act, out, NULL);
 }
 
 int mm_guard_done(const char *data_dir, const struct mm_guard_act *act, struct mm_guard_decision *d,
