@@ -929,14 +929,25 @@ Test(ipfix_export, tshark_decodes_every_field)
 
 static pid_t nfcapd_pid;
 
-/* Runs even when an assertion failed, so no collector outlives its test. */
+/*
+ * Runs even when an assertion failed, so no collector outlives its test.
+ * nfcapd gets 10 s to close its file after SIGTERM, then SIGKILL: a
+ * collector that hangs then fails the comparison, by name, instead of
+ * stalling the suite until its timeout.
+ */
 static void stop_nfcapd(void)
 {
-	if (nfcapd_pid > 0) {
-		kill(nfcapd_pid, SIGTERM);
+	if (nfcapd_pid <= 0)
+		return;
+	kill(nfcapd_pid, SIGTERM);
+	for (int i = 0; i < 1000 && waitpid(nfcapd_pid, NULL, WNOHANG) == 0; i++)
+		usleep(10000);
+	if (kill(nfcapd_pid, 0) == 0) {
+		fprintf(stderr, "test_ipfix_export: nfcapd did not exit within 10 s of SIGTERM: killed\n");
+		kill(nfcapd_pid, SIGKILL);
 		waitpid(nfcapd_pid, NULL, 0);
-		nfcapd_pid = 0;
 	}
+	nfcapd_pid = 0;
 }
 
 static void start_nfcapd(const char *dir, const char *flow_dir, uint16_t port)
