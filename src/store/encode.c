@@ -179,30 +179,22 @@ static size_t dict_build(const uint64_t *v, size_t n, unsigned value_bits, size_
 	return DICT_HEADER_LEN + packed_len(nd, value_bits) + packed_len(n, bit_width(nd - 1));
 }
 
-void enc_encode(const uint64_t *v, size_t n, unsigned width, uint8_t *out, struct enc_chunk *res,
-		struct enc_scratch *es)
+void enc_plan(const uint64_t *v, size_t n, unsigned width, struct enc_chunk *res, struct enc_scratch *es)
 {
 	struct candidate best = { ENC_PLAIN, 0, n * width };
 	struct value_ranges r;
-	uint64_t min;
-	int64_t dmin;
 	unsigned for_bits, delta_bits;
 	size_t n_dict = 0, dict_len = 0;
 
 	/* Most columns of most chunks hold one value (no tunnels, no VLAN...): settle those first. */
 	if (all_equal(v, n)) {
-		res->min = res->max = v[0];
-		res->encoding = ENC_CONST;
-		res->bits = 0;
-		res->raw_len = BASE_LEN;
-		put_u64(out, v[0]);
+		*res = (struct enc_chunk){ .encoding = ENC_CONST, .min = v[0], .max = v[0], .raw_len = BASE_LEN };
 		return;
 	}
 	value_ranges(v, n, &r);
-	min = r.min;
-	dmin = r.dmin;
 	res->min = r.min;
 	res->max = r.max;
+	res->dmin = r.dmin;
 	for_bits = bit_width(r.max - r.min);
 	if (for_bits <= PACK_MAX_BITS)
 		consider(&best, ENC_FOR, for_bits, BASE_LEN + packed_len(n, for_bits));
@@ -213,33 +205,40 @@ void enc_encode(const uint64_t *v, size_t n, unsigned width, uint8_t *out, struc
 		dict_len = dict_build(v, n, for_bits, best.len, es, &n_dict);
 	if (dict_len)
 		consider(&best, ENC_DICT, for_bits, dict_len);
-
 	res->encoding = best.encoding;
 	res->bits = best.bits;
 	res->raw_len = best.len;
+	res->n_dict = n_dict;
+}
+
+void enc_write(const uint64_t *v, size_t n, unsigned width, uint8_t *out, const struct enc_chunk *res,
+	       struct enc_scratch *es)
+{
 	/* bits_pack writes every byte of its stream; only the dictionary header has gaps. */
 	memset(out, 0, DICT_HEADER_LEN);
-	switch (best.encoding) {
+	switch (res->encoding) {
+	case ENC_CONST:
+		put_u64(out, res->min);
+		break;
 	case ENC_FOR:
-		put_u64(out, min);
-		bits_pack(out + BASE_LEN, v, n, min, best.bits);
+		put_u64(out, res->min);
+		bits_pack(out + BASE_LEN, v, n, res->min, res->bits);
 		break;
 	case ENC_DELTA:
 		put_u64(out, v[0]);
-		put_u64(out + 8, (uint64_t)dmin);
+		put_u64(out + 8, (uint64_t)res->dmin);
 		for (size_t i = 1; i < n; i++)
 			es->tmp[i - 1] = v[i] - v[i - 1];
-		bits_pack(out + DELTA_HEADER_LEN, es->tmp, n - 1, (uint64_t)dmin, best.bits);
+		bits_pack(out + DELTA_HEADER_LEN, es->tmp, n - 1, (uint64_t)res->dmin, res->bits);
 		break;
 	case ENC_DICT: {
-		unsigned idx_bits = bit_width(n_dict - 1);
+		unsigned idx_bits = bit_width(res->n_dict - 1);
 
-		put_u32(out, (uint32_t)n_dict);
+		put_u32(out, (uint32_t)res->n_dict);
 		out[4] = (uint8_t)idx_bits;
-		put_u64(out + 8, min);
-		bits_pack(out + DICT_HEADER_LEN, es->values, n_dict, min, best.bits);
-		bits_pack(out + DICT_HEADER_LEN + packed_len(n_dict, best.bits), es->tmp, n, 0,
-			  idx_bits);
+		put_u64(out + 8, res->min);
+		bits_pack(out + DICT_HEADER_LEN, es->values, res->n_dict, res->min, res->bits);
+		bits_pack(out + DICT_HEADER_LEN + packed_len(res->n_dict, res->bits), es->tmp, n, 0, idx_bits);
 		break;
 	}
 	default:

@@ -161,7 +161,7 @@ static const uint8_t *encode_chunk(struct seg_builder *b, unsigned col, const ui
 	uint8_t alt_codec;
 	bool retry;
 
-	enc_encode(vals, rows, mm_store_column_width(col), b->raw, ec, &b->enc);
+	enc_plan(vals, rows, mm_store_column_width(col), ec, &b->enc);
 	retry = b->planes_retry[col] == 0;
 	if (!retry && b->planes_won[col] && (ec->encoding == ENC_FOR || ec->encoding == ENC_DICT) &&
 	    ec->bits > 8) {
@@ -169,6 +169,7 @@ static const uint8_t *encode_chunk(struct seg_builder *b, unsigned col, const ui
 		enc_encode_planes(vals, rows, b->raw_alt, ec);
 		return compress_chunk(b, b->raw_alt, ec->raw_len, b->packed_alt, stored_len, codec);
 	}
+	enc_write(vals, rows, mm_store_column_width(col), b->raw, ec, &b->enc);
 	stored = compress_chunk(b, b->raw, ec->raw_len, b->packed, stored_len, codec);
 	if ((ec->encoding != ENC_FOR && ec->encoding != ENC_DICT) || ec->bits <= 8 ||
 	    *codec == MM_STORE_CODEC_NONE)

@@ -177,18 +177,23 @@ struct enc_chunk {
 	uint8_t encoding, bits;
 	uint64_t min, max;
 	size_t raw_len;     /* bytes written to the output */
+	int64_t dmin;       /* delta: the smallest difference between neighbours */
+	size_t n_dict;      /* dict: distinct values, kept in the scratch */
 };
 
 /*
- * Encodes vals[0..n) (n >= 1) of a column of the given width into out
- * (room for enc_max_raw_len(n) bytes), choosing the smallest encoding.
- * es->tmp must hold n entries.
+ * Chooses the smallest encoding for vals[0..n) (n >= 1) of a column of the
+ * given width: res gets it, its range and its length; a dictionary is left
+ * in es for enc_write, which must follow with the same values and es.
  */
-void enc_encode(const uint64_t *vals, size_t n, unsigned width, uint8_t *out,
-		struct enc_chunk *res, struct enc_scratch *es);
+void enc_plan(const uint64_t *vals, size_t n, unsigned width, struct enc_chunk *res, struct enc_scratch *es);
+
+/* Writes the encoding enc_plan chose into out (room for enc_max_raw_len(n) bytes). */
+void enc_write(const uint64_t *vals, size_t n, unsigned width, uint8_t *out, const struct enc_chunk *res,
+	       struct enc_scratch *es);
 
 /*
- * Encodes vals[0..n), whose range res (from enc_encode) gives, as byte
+ * Encodes vals[0..n), whose range res (from enc_plan) gives, as byte
  * planes into out (room for enc_max_raw_len(n) bytes): longer than packed
  * bits, but a compressor's entropy coder sees each byte of the values
  * apart, which wins on skewed columns (counters, ports).
