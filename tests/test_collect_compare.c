@@ -79,18 +79,24 @@ static pid_t spawn(const char *const argv[], const char *out_path, const char *e
 	return pid;
 }
 
-/* SIGTERM lets nfcapd close its file and mamori flush its writer; returns the exit status. */
-static int stop_server(pid_t pid)
+/*
+ * SIGTERM lets nfcapd close its file and mamori flush its writer; returns
+ * the exit status. nfcapd_port: nfcapd's port, for tu_stop_nfcapd's wake-up
+ * datagram; 0 for mamori, which needs none.
+ */
+static int stop_server(pid_t pid, uint16_t nfcapd_port)
 {
 	int status = 0;
 
 	for (size_t i = 0; i < n_servers; i++) {
 		if (servers[i] != pid)
 			continue;
+		servers[i] = servers[--n_servers];
+		if (nfcapd_port)
+			return tu_stop_nfcapd(pid, nfcapd_port);
 		kill(pid, SIGTERM);
 		while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 			;
-		servers[i] = servers[--n_servers];
 		return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 	}
 	return -1;
@@ -99,7 +105,7 @@ static int stop_server(pid_t pid)
 static void stop_all_servers(void)
 {
 	while (n_servers)
-		stop_server(servers[n_servers - 1]);
+		stop_server(servers[n_servers - 1], 0);
 }
 
 static void server_alive(pid_t pid, const char *what)
@@ -517,7 +523,7 @@ static char *nfcapd_finish(struct nfcapd *n, const char *option, const char *val
 	const char *argv[] = { "nfdump", "-R", n->dir, option, value, NULL };
 
 	wait_udp_drained(n->port);
-	cr_assert_eq(stop_server(n->pid), 0, "nfcapd did not stop cleanly");
+	cr_assert_eq(stop_server(n->pid, n->port), 0, "nfcapd did not stop cleanly");
 	return run_ok(argv, "nfdump");
 }
 
@@ -579,7 +585,7 @@ static void meter_to_mamori(const char *pcap, const char *scratch, struct metere
 	m->flows = load_ndjson(meter_out);
 	free(meter_out);
 	wait_collected(pid, stats, json_array_size(m->flows));
-	cr_assert_eq(stop_server(pid), 0, "mamori collect did not stop cleanly");
+	cr_assert_eq(stop_server(pid, 0), 0, "mamori collect did not stop cleanly");
 	meter_out = tu_read_file(out, NULL);
 	m->collected = load_ndjson(meter_out);
 	free(meter_out);

@@ -930,49 +930,11 @@ Test(ipfix_export, tshark_decodes_every_field)
 static pid_t nfcapd_pid;
 static uint16_t nfcapd_port;
 
-/*
- * An empty datagram to nfcapd's port: its receive call returns and it looks
- * at its stop flag. Once it has data, nfcapd runs more than one thread, and
- * a SIGTERM taken by a thread other than the one blocked in recvfrom sets
- * the flag without waking it: twice under load in CI nfcapd logged no
- * "Terminating" in 120 s and 10 s. (SIGTERM sent with tgkill to nfcapd's
- * second thread reproduces it; the empty datagram then ends it cleanly.)
- */
-static void wake_nfcapd(void)
-{
-	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(nfcapd_port),
-				   .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	int fd = socket(AF_INET, SOCK_DGRAM, 0);
-
-	if (fd >= 0) {
-		(void)sendto(fd, "", 0, 0, (struct sockaddr *)&sin, sizeof(sin));
-		close(fd);
-	}
-}
-
-/*
- * Runs even when an assertion failed, so no collector outlives its test.
- * SIGTERM, repeated with a wake-up datagram every half second; after 10 s
- * SIGKILL: a collector that hangs then fails the comparison, by name,
- * instead of stalling the suite until its timeout.
- */
+/* Runs even when an assertion failed, so no collector outlives its test. */
 static void stop_nfcapd(void)
 {
-	if (nfcapd_pid <= 0)
-		return;
-	for (int i = 0; i < 1000 && waitpid(nfcapd_pid, NULL, WNOHANG) == 0; i++) {
-		if (i % 50 == 0) {
-			kill(nfcapd_pid, SIGTERM);
-			if (i > 0)
-				wake_nfcapd();
-		}
-		usleep(10000);
-	}
-	if (kill(nfcapd_pid, 0) == 0) {
-		fprintf(stderr, "test_ipfix_export: nfcapd did not exit within 10 s of SIGTERM: killed\n");
-		kill(nfcapd_pid, SIGKILL);
-		waitpid(nfcapd_pid, NULL, 0);
-	}
+	if (nfcapd_pid > 0)
+		tu_stop_nfcapd(nfcapd_pid, nfcapd_port);
 	nfcapd_pid = 0;
 }
 

@@ -3,12 +3,16 @@
  */
 #include "test_util.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -142,4 +146,37 @@ int tu_write_file(const char *path, const void *data, size_t len)
 		return -1;
 	}
 	return fclose(fp) == 0 ? 0 : -1;
+}
+
+static void wake_udp(uint16_t port)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(port),
+				   .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int fd = socket(AF_INET, SOCK_DGRAM, 0);
+
+	if (fd >= 0) {
+		(void)sendto(fd, "", 0, 0, (struct sockaddr *)&sin, sizeof(sin));
+		close(fd);
+	}
+}
+
+int tu_stop_nfcapd(pid_t pid, uint16_t port)
+{
+	int status = 0;
+	pid_t got = 0;
+
+	for (int i = 0; i < 1000 && (got = waitpid(pid, &status, WNOHANG)) == 0; i++) {
+		if (i % 50 == 0) {
+			kill(pid, SIGTERM);
+			if (i > 0)
+				wake_udp(port);
+		}
+		usleep(10000);
+	}
+	if (got == 0) {
+		fprintf(stderr, "nfcapd (pid %d) did not exit within 10 s of SIGTERM: killed\n", (int)pid);
+		kill(pid, SIGKILL);
+		waitpid(pid, &status, 0);
+	}
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }

@@ -7,6 +7,8 @@
 #define MAMORI_TEST_UTIL_H
 
 #include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
 
 /* Path of ../shared/data/<rel> (malloc'd) if it exists, else NULL. */
 char *tu_shared_path(const char *rel);
@@ -38,5 +40,16 @@ char *tu_read_file(const char *path, size_t *len);
 
 /* Writes len bytes to path; 0 or -1. */
 int tu_write_file(const char *path, const void *data, size_t len);
+
+/*
+ * Stops nfcapd (pid, listening on 127.0.0.1:port) and returns its exit
+ * status (128+signal if killed). SIGTERM is repeated every half second
+ * with an empty datagram to its port: nfcapd runs more than one thread
+ * once it has data, and a SIGTERM taken by one other than the thread
+ * blocked in recvfrom sets its stop flag without waking it (reproduced
+ * with tgkill; the datagram then ends it cleanly, its file closed). After
+ * 10 s it is killed, with a message on stderr.
+ */
+int tu_stop_nfcapd(pid_t pid, uint16_t port);
 
 #endif
