@@ -613,21 +613,46 @@ static void speculation_voided(const char *data, const struct mm_guard_act *act_
 	json_decref(e);
 }
 
+/* A copy of cache with every occurrence of from replaced by to. */
+static char *forge_scope(const char *cache, const char *from, const char *to)
+{
+	size_t n = 0, flen = strlen(from), tlen = strlen(to);
+	char *out = malloc(strlen(cache) + (strlen(cache) / flen) * tlen + 1), *w = out;
+
+	cr_assert_not_null(out);
+	for (const char *p = cache; *p;) {
+		if (strncmp(p, from, flen) == 0) {
+			memcpy(w, to, tlen);
+			w += tlen;
+			p += flen;
+			n++;
+		} else {
+			*w++ = *p++;
+		}
+	}
+	*w = '\0';
+	cr_assert_gt(n, 0, "%s is not in the cache", from);
+	return out;
+}
+
 /*
- * mamori query decides speculatively (overlap_sync): with signatures on
- * trust, verified on a second thread before anything is recorded or shown.
- * Allowed, it outputs and audits what the ordinary path does (the entries
- * equal but for their time); with one approval's signature corrupted (the
- * file still parses) or one panel member's, it outputs nothing and records
- * no allowed entry, through the command as through the library.
+ * mamori query decides speculatively (overlap_sync): from the guard's
+ * cache, confirmed on a second thread from the verified oversight files
+ * before anything is recorded or shown. Allowed, it outputs and audits what
+ * the ordinary path does (the entries equal but for their time). With a
+ * cache that says more than the files (one approval's signature corrupted,
+ * the file still parsing; one panel member's; a document in the cache
+ * widened by hand) it outputs nothing and records no allowed entry, through
+ * the command as through the library; a cache that does not parse is passed
+ * over.
  */
 Test(guard_cli, a_signature_that_does_not_verify_voids_a_speculative_query, .timeout = 120)
 {
 	struct env e;
 	struct mm_query *q = NULL;
 	struct mm_guard_decision d;
-	char *out = NULL, *err = NULL, *id, path[700], *saved;
-	size_t saved_len = 0;
+	char *out = NULL, *err = NULL, *id, path[700], cache_path[700], *saved, *cache, *forged;
+	size_t saved_len = 0, cache_len = 0;
 	uint64_t before;
 	json_t *spec, *plain;
 
@@ -668,6 +693,13 @@ Test(guard_cli, a_signature_that_does_not_verify_voids_a_speculative_query, .tim
 	cr_assert_str_eq(json_string_value(json_object_get(spec, "outcome")), "allowed");
 	json_decref(spec);
 
+	/* The guard's cache as the allowed queries left it: written back before each speculation below,
+	 * it is a cache that no longer matches the files (a hand edit does not drop it). */
+	snprintf(cache_path, sizeof(cache_path), "%s/oversight/guard.cache", e.data);
+	cache = tu_read_file(cache_path, &cache_len);
+	cr_assert_not_null(cache, "an allowed query leaves the guard's cache");
+	cr_assert_not_null(strstr(cache, id), "the cache holds %s", id);
+
 	/* One approval of the two corrupted: one valid signature, the quorum is two. */
 	snprintf(path, sizeof(path), "%s/oversight/authz/%s.sig", e.data, id);
 	saved = tu_read_file(path, &saved_len);
@@ -683,6 +715,7 @@ Test(guard_cli, a_signature_that_does_not_verify_voids_a_speculative_query, .tim
 	spec = entry_at(e.data, before);
 	cr_assert_str_eq(json_string_value(json_object_get(spec, "outcome")), "refused");
 	json_decref(spec);
+	cr_assert_eq(tu_write_file(cache_path, cache, cache_len), 0);
 	speculation_voided(e.data, &act, true);
 	cr_assert_eq(tu_write_file(path, saved, saved_len), 0);
 	free(saved);
@@ -698,6 +731,7 @@ Test(guard_cli, a_signature_that_does_not_verify_voids_a_speculative_query, .tim
 	free(out);
 	free(err);
 	cr_assert_eq(audit_size(e.data), before, "no allowed entry");
+	cr_assert_eq(tu_write_file(cache_path, cache, cache_len), 0);
 	speculation_voided(e.data, &act, false);
 	cr_assert_eq(tu_write_file(path, saved, saved_len), 0);
 	free(saved);
@@ -706,6 +740,42 @@ Test(guard_cli, a_signature_that_does_not_verify_voids_a_speculative_query, .tim
 	cr_assert_eq(MAMORI(&out, &err, "query", "-R", e.data, "--format", "csv", "dst net 198.19.0.0/24"), 0, "%s", err);
 	free(out);
 	free(err);
+
+	/* A forged cache cannot widen a scope: its document no longer matches the signed one. */
+	forged = forge_scope(cache, "198.19.0.0/24", "10.0.0.0/8");
+	cr_assert_eq(tu_write_file(cache_path, forged, strlen(forged)), 0);
+	mm_query_free(q);
+	cr_assert_eq(mm_query_parse("src net 10.1.0.0/16", &q, NULL), 0);
+	act.query = q;
+	speculation_voided(e.data, &act, true);
+	before = audit_size(e.data);
+	cr_assert_eq(tu_write_file(cache_path, forged, strlen(forged)), 0);
+	cr_assert_eq(MAMORI(&out, &err, "query", "-R", e.data, "--format", "csv", "src net 10.1.0.0/16"), 4, "%s", err);
+	cr_assert_eq(out[0], '\0', "a forged cache let output through: %s", out);
+	cr_assert_eq(audit_size(e.data), before + 1, "one entry, the refusal");
+	free(out);
+	free(err);
+
+	/* Nor change how an act it covers is narrowed: the same authorization, another document. */
+	cr_assert_eq(tu_write_file(cache_path, forged, strlen(forged)), 0);
+	mm_query_free(q);
+	cr_assert_eq(mm_query_parse("dst port 443", &q, NULL), 0);
+	act.query = q;
+	act.overlap_sync = true;
+	cr_assert_eq(mm_guard(e.data, &act, &d), 0, "%s", mm_last_error());
+	cr_assert(d.allowed && strcmp(d.authz, id) == 0, "the forged cache chooses %s", id);
+	cr_assert_neq(mm_guard_durable(&d), 0, "a document that is not the signed one must void the decision");
+	cr_assert(d.unverified);
+	mm_guard_decision_clear(&d);
+	free(forged);
+
+	/* A cache that is not one (garbage, cut short) is passed over: the ordinary path decides. */
+	cr_assert_eq(tu_write_file(cache_path, cache, cache_len / 2), 0);
+	cr_assert_eq(MAMORI(&out, &err, "query", "-R", e.data, "--format", "csv", "dst net 198.19.0.0/24"), 0, "%s", err);
+	cr_assert_not_null(strstr(out, "\n"));
+	free(out);
+	free(err);
+	free(cache);
 	mm_query_free(q);
 	free(id);
 	free(e.dir);

@@ -63,13 +63,17 @@ struct mm_guard_act {
 	 * reaches anyone, so an allowed decision's fsync may overlap the query's
 	 * execution, and the "recorded" entry is not fsync'd on its own
 	 * (docs/oversight.md: what a crash loses). false: durable on return.
-	 * The decision is then speculative: taken with the oversight files'
-	 * signatures on trust, and void unless the ones it relied on verify
-	 * (mm_guard_durable; docs/oversight.md: what is verified when). */
+	 * The decision is then speculative: taken from the guard's cache of the
+	 * oversight state, and void unless the verified oversight files, decided
+	 * on again while the query runs, choose the same authorization document
+	 * (mm_guard_durable; docs/oversight.md: the guard's cache). The act's
+	 * pointers must then stay valid until mm_guard_durable returns. */
 	bool overlap_sync;
 };
 
 #define MM_GUARD_REASON_MAX 1024
+
+struct ov_guard_cache;
 
 struct mm_guard_decision {
 	bool allowed;
@@ -82,14 +86,16 @@ struct mm_guard_decision {
 	struct mm_query *query;
 	uint64_t since_ns, until_ns;
 	uint64_t audit_index; /* the decision's entry in the audit log (overlap_sync: once durable) */
-	/* Set by mm_guard_durable when a speculative decision proved void: a
-	 * signature it relied on does not verify (or its use could not be
-	 * counted). Nothing was recorded; the caller discards what the act
-	 * produced, clears d and decides again without overlap_sync. */
+	/* Set by mm_guard_durable when a speculative decision proved void: the
+	 * verified oversight files do not choose what the cache did (or its use
+	 * could not be counted). Nothing was recorded; the caller discards what
+	 * the act produced, clears d and decides again without overlap_sync. */
 	bool unverified;
 	/* private: kept open from the decision to mm_guard_done */
 	struct mm_audit_log *log;
-	struct mm_oversight *oversight;
+	struct mm_oversight *oversight; /* the verified state (ordinary path) */
+	struct ov_guard_cache *cache;   /* the guard's cache (speculative path) */
+	const struct mm_authz *chosen;  /* the authorization the act runs under, owned by one of them */
 	struct mm_guard_sync *sync; /* the decision's fsync in flight (overlap_sync) */
 	int sync_rc;                /* how it ended: what mm_guard_durable returns again */
 	bool deferred;
@@ -108,7 +114,7 @@ int mm_guard(const char *data_dir, const struct mm_guard_act *act, struct mm_gua
 /*
  * Waits until the decision's audit entry is durable (at once unless the
  * act asked for overlap_sync): for a speculative decision, until the
- * signatures it relied on verified and its entry was appended and fsync'd.
+ * verified oversight files confirmed it and its entry was appended and fsync'd.
  * 0, or a failure: then nothing of the act may be shown or done, and
  * d->unverified says whether the act must be decided again (above).
  */

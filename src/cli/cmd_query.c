@@ -466,7 +466,8 @@ static int run_query(struct query_args *a, struct mm_store *st, const struct mm_
 static int decide_and_run(struct query_args *a, struct mm_store *st, const char *dir, const struct mm_guard_act *act,
 			  struct mm_guard_decision *d)
 {
-	int rc = cli_guard("query", dir, act, d, false);
+	/* The lab notice waits for the decision to be confirmed (run_guarded): a speculation may prove void. */
+	int rc = cli_guard("query", dir, act, d, true);
 
 	if (rc)
 		return rc;
@@ -509,6 +510,8 @@ static int run_guarded(struct query_args *a, const struct mm_query *q)
 		act.overlap_sync = false;
 		rc = decide_and_run(a, st, dir, &act, &d);
 	}
+	if (d.allowed && d.lab)
+		fputs(CLI_LAB_NOTICE, stderr);
 	if (d.allowed) {
 		result = json_pack("{s:I, s:b}", a->aggregate ? "rows" : "flows", (json_int_t)a->results, "ok",
 				   rc == CLI_EXIT_OK);

@@ -410,7 +410,8 @@ static int check_document(struct checker *c, const json_t *doc, bool require_id,
 	return c->rc;
 }
 
-int mm_authz_from_json(json_t *doc, bool require_id, struct mm_authz **out)
+/* mm_authz_from_json; canonical non-NULL: the caller vouches these are doc's canonical bytes (ov_authz_parse_canonical). */
+static int from_json(json_t *doc, bool require_id, const char *canonical, size_t canonical_len, struct mm_authz **out)
 {
 	struct checker c = { "(request)", 0 };
 	struct mm_authz *a = calloc(1, sizeof(*a));
@@ -426,8 +427,17 @@ int mm_authz_from_json(json_t *doc, bool require_id, struct mm_authz **out)
 		bad(&c, "not a JSON object");
 	else
 		check_document(&c, doc, require_id, a);
-	if (c.rc == 0)
+	if (c.rc == 0 && canonical) {
+		if ((a->canonical = malloc(canonical_len + 1))) {
+			memcpy(a->canonical, canonical, canonical_len);
+			a->canonical[canonical_len] = '\0';
+			a->canonical_len = canonical_len;
+		} else {
+			c.rc = mm_fail(MM_ENOMEM, "authorization: out of memory");
+		}
+	} else if (c.rc == 0) {
 		c.rc = mm_json_canonical(doc, &a->canonical, &a->canonical_len);
+	}
 	if (c.rc) {
 		mm_authz_free(a);
 		return c.rc;
@@ -437,7 +447,12 @@ int mm_authz_from_json(json_t *doc, bool require_id, struct mm_authz **out)
 	return 0;
 }
 
-int mm_authz_parse(const char *text, size_t len, const char *where, struct mm_authz **out)
+int mm_authz_from_json(json_t *doc, bool require_id, struct mm_authz **out)
+{
+	return from_json(doc, require_id, NULL, 0, out);
+}
+
+static int parse(const char *text, size_t len, const char *where, bool canonical, struct mm_authz **out)
 {
 	json_error_t err;
 	json_t *doc;
@@ -449,7 +464,7 @@ int mm_authz_parse(const char *text, size_t len, const char *where, struct mm_au
 	doc = json_loadb(text, len, JSON_REJECT_DUPLICATES, &err);
 	if (!doc)
 		return mm_fail(MM_EFORMAT, "%s:%d:%d: %s", where, err.line, err.column, err.text);
-	rc = mm_authz_from_json(doc, true, out);
+	rc = from_json(doc, true, canonical ? text : NULL, len, out);
 	if (rc) {
 		char why[512];
 
@@ -457,6 +472,16 @@ int mm_authz_parse(const char *text, size_t len, const char *where, struct mm_au
 		mm_fail(rc, "%s: %s", where, why);
 	}
 	return rc;
+}
+
+int mm_authz_parse(const char *text, size_t len, const char *where, struct mm_authz **out)
+{
+	return parse(text, len, where, false, out);
+}
+
+int ov_authz_parse_canonical(const char *text, size_t len, const char *where, struct mm_authz **out)
+{
+	return parse(text, len, where, true, out);
 }
 
 int mm_authz_statement(const struct mm_authz *a, const char *type, char **out, size_t *len)

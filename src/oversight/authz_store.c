@@ -252,7 +252,7 @@ static int load_authorizations(struct mm_oversight *o)
 	return rc;
 }
 
-int ov_oversight_open(const char *data_dir, struct ov_trust *trust, struct mm_oversight **out)
+int mm_oversight_open(const char *data_dir, struct mm_oversight **out)
 {
 	struct mm_oversight *o = calloc(1, sizeof(*o));
 	int rc;
@@ -262,7 +262,7 @@ int ov_oversight_open(const char *data_dir, struct ov_trust *trust, struct mm_ov
 		free(o);
 		return mm_fail(MM_ENOMEM, "oversight: out of memory");
 	}
-	rc = ov_panel_load(data_dir, trust, &o->panel);
+	rc = mm_panel_load(data_dir, &o->panel);
 	if (rc == MM_ENOENT)
 		rc = 0;
 	if (rc == 0)
@@ -275,11 +275,6 @@ int ov_oversight_open(const char *data_dir, struct ov_trust *trust, struct mm_ov
 	}
 	*out = o;
 	return 0;
-}
-
-int mm_oversight_open(const char *data_dir, struct mm_oversight **out)
-{
-	return ov_oversight_open(data_dir, NULL, out);
 }
 
 /* ---- state ---- */
@@ -305,38 +300,6 @@ static unsigned statement_count(const struct mm_oversight *o, const struct authz
 	mm_panel_count(o->panel, msg, len, lines, n, exclude, &c);
 	free(msg);
 	return c.valid;
-}
-
-/* The statement lines statement_count would count, into t. */
-static void statement_relied(const struct mm_oversight *o, const struct authz_entry *e, const char *type,
-			     const struct mm_sig_line *lines, size_t n, const char *exclude, struct ov_trust *t)
-{
-	char *msg = NULL;
-	size_t len = 0;
-
-	if (n == 0)
-		return;
-	if (mm_authz_statement(e->a, type, &msg, &len) != 0) {
-		t->rc = MM_ENOMEM;
-		return;
-	}
-	ov_panel_relied(o->panel, msg, len, lines, n, exclude, t);
-	free(msg);
-}
-
-void ov_oversight_relied(const struct mm_oversight *o, const struct mm_authz *a, struct ov_trust *t)
-{
-	const struct authz_entry *e = find_entry(o, a->id);
-
-	if (!e || !o->panel)
-		return;
-	if (statement_count(o, e, "mamori-revocation", e->revoke, e->n_revoke, NULL) >= mm_panel_quorum(o->panel)) {
-		statement_relied(o, e, "mamori-revocation", e->revoke, e->n_revoke, NULL, t);
-		return;
-	}
-	ov_panel_relied(o->panel, a->canonical, a->canonical_len, e->sigs, e->n_sigs, a->requester, t);
-	if (a->emergency)
-		statement_relied(o, e, "mamori-ratification", e->ratify, e->n_ratify, a->requester, t);
 }
 
 /* "1 by the requester, not counted; 1 by an unknown key" — what did not count. */
@@ -531,6 +494,7 @@ static int append_lines(struct mm_oversight *o, const char *id, const char *suff
 			rc = ov_append_file(path, line, strlen(line));
 		free(line);
 	}
+	ov_guard_cache_drop(o->data_dir);
 	return rc;
 }
 

@@ -476,11 +476,95 @@ static int narrow(const struct mm_query *asked, const struct mm_authz *a, struct
 /* ---- the decision ---- */
 
 /*
+ * Where choose() looks: the verified oversight state, or the guard's cache
+ * (a speculation), whose documents were all signed and unrevoked when it
+ * was written, so only their validity in time is left to check.
+ */
+struct candidates {
+	struct mm_oversight *o;
+	const struct ov_guard_cache *cache;
+};
+
+static size_t candidate_count(const struct candidates *c)
+{
+	return c->o ? mm_oversight_count(c->o) : c->cache->n;
+}
+
+static const struct mm_authz *candidate(const struct candidates *c, size_t i)
+{
+	return c->o ? mm_oversight_authz(c->o, i) : c->cache->a[i];
+}
+
+static void candidate_state(const struct candidates *c, const struct mm_authz *a, uint64_t now_ns,
+			    struct mm_authz_state *st)
+{
+	if (c->o) {
+		mm_oversight_state(c->o, a, now_ns, st);
+		return;
+	}
+	memset(st, 0, sizeof(*st));
+	st->status = now_ns < a->valid_from_ns	 ? MM_AZ_NOT_YET_VALID
+		     : now_ns > a->valid_until_ns ? MM_AZ_EXPIRED
+						  : MM_AZ_IN_FORCE;
+	snprintf(st->reason, sizeof(st->reason), "%s: not in force", a->id);
+}
+
+/*
+ * The first authorization in force that covers the act, or the nearest
+ * miss. dropped non-NULL (a speculation, or its confirmation): a suspended
+ * emergency stops the search instead of being noted, for the ordinary path
+ * to note it.
+ */
+static const struct mm_authz *choose(const char *data_dir, const struct candidates *c, const struct mm_guard_act *act,
+				     char *why, size_t why_size, const struct mm_authz **nearest, bool *dropped)
+{
+	unsigned best = ~0u;
+
+	*nearest = NULL;
+	why[0] = '\0';
+	for (size_t i = 0; i < candidate_count(c); i++) {
+		const struct mm_authz *a = candidate(c, i);
+		struct mm_authz_state st;
+		struct misses m = { 0 };
+
+		if (act->authz_id && strcmp(a->id, act->authz_id) != 0)
+			continue;
+		if (!kind_fits(act->act, a)) {
+			if (act->authz_id)
+				snprintf(why, why_size, "%s is a %s authorization, not %s", a->id,
+					 mm_authz_kind_name(a->kind), kind_wanted[act->act]);
+			if (act->authz_id)
+				*nearest = a;
+			continue;
+		}
+		candidate_state(c, a, act->now_ns, &st);
+		if (st.status == MM_AZ_SUSPENDED && dropped) {
+			*dropped = true;
+			return NULL;
+		}
+		if (st.status == MM_AZ_SUSPENDED)
+			note_suspension(data_dir, a, st.reason);
+		if (st.status != MM_AZ_IN_FORCE)
+			miss(&m, MISS_STATE, "%s", strstr(st.reason, ": ") ? strstr(st.reason, ": ") + 2 : st.reason);
+		check_scope(act, a, &m);
+		if (m.n == 0)
+			return a;
+		if (m.weight < best) {
+			best = m.weight;
+			*nearest = a;
+			snprintf(why, why_size, "%s", m.first);
+		}
+	}
+	return NULL;
+}
+
+/*
  * The end of an overlap_sync decision, on its own thread while the act runs
  * (heap: the decision may move). Ordinary: the fsync of the entry already
- * appended. Speculative (docs/oversight.md): first the signatures the
- * decision took on trust are verified and the authorization's use counted;
- * only then is the entry appended, and fsync'd.
+ * appended. Speculative (docs/oversight.md, "The guard's cache"): first the
+ * act is decided again from the verified oversight files, which must choose
+ * the same document (and count its use); only then is the entry appended,
+ * and fsync'd.
  */
 struct mm_guard_sync {
 	pthread_t thread;
@@ -489,10 +573,13 @@ struct mm_guard_sync {
 	int rc;
 	char why[512];
 	/* speculative only */
-	bool speculative, unverified, use;
-	struct ov_trust trust;
-	struct mm_oversight *o; /* the decision's, borrowed */
+	bool speculative, unverified, lab;
+	struct mm_guard_act act; /* its pointers borrowed until mm_guard_durable (guard.h) */
 	char authz[MM_AUTHZ_ID_MAX];
+	char digest[65];
+	const char *cache_text; /* the cache read, borrowed from the decision */
+	size_t cache_len;
+	json_t *detail;
 	char *data_dir, *text;
 	size_t len;
 	uint64_t index;
@@ -500,10 +587,46 @@ struct mm_guard_sync {
 
 static void sync_free(struct mm_guard_sync *s)
 {
-	ov_trust_free(&s->trust);
+	json_decref(s->detail);
 	free(s->data_dir);
 	free(s->text);
 	free(s);
+}
+
+/* The speculation stands when the verified files choose the same document; MM_EPERM in s->why if not. */
+static int confirm(struct mm_guard_sync *s)
+{
+	struct mm_oversight *o = NULL;
+	const struct mm_authz *a = NULL, *nearest = NULL;
+	char why[512] = "";
+	bool dropped = false;
+	int rc = mm_oversight_open(s->data_dir, &o);
+
+	if (rc) {
+		snprintf(s->why, sizeof(s->why), "%s", mm_last_error());
+		return rc;
+	}
+	if (!s->lab && !mm_oversight_lab(o)) {
+		struct candidates c = { .o = o };
+		a = choose(s->data_dir, &c, &s->act, why, sizeof(why), &nearest, &dropped);
+	}
+	if (mm_oversight_lab(o) != s->lab)
+		rc = mm_fail(MM_EPERM, "the oversight files are %s lab mode, unlike the guard's cache",
+			     s->lab ? "not in" : "in");
+	else if (!s->lab && (!a || dropped || strcmp(a->id, s->authz) != 0 || strcmp(a->digest, s->digest) != 0))
+		rc = mm_fail(MM_EPERM, "decided again from the verified oversight files, %s: %s",
+			     a && !dropped ? "another document covers it" : "none covers it",
+			     a && !dropped ? a->id : why[0] ? why : s->authz);
+	else if (a && a->max_uses)
+		rc = mm_oversight_use(o, a->id);
+	if (rc == 0)
+		rc = entry_text(s->act.now_ns, s->act.actor, mm_act_name(s->act.act), "allowed", s->lab, a, NULL,
+				s->detail, &s->text, &s->len);
+	if (rc)
+		snprintf(s->why, sizeof(s->why), "%s", mm_last_error());
+	ov_guard_cache_refresh(s->data_dir, o, s->act.now_ns, s->cache_text, s->cache_len);
+	mm_oversight_free(o);
+	return rc;
 }
 
 static void *sync_main(void *arg)
@@ -512,9 +635,7 @@ static void *sync_main(void *arg)
 	int rc = 0;
 
 	if (s->speculative) {
-		rc = ov_trust_verify(&s->trust, s->why, sizeof(s->why));
-		if (rc == 0 && s->use && (rc = mm_oversight_use(s->o, s->authz)) != 0)
-			snprintf(s->why, sizeof(s->why), "%s", mm_last_error());
+		rc = confirm(s);
 		/* Void: nothing was appended; the caller decides again on the ordinary path. */
 		s->unverified = rc != 0;
 		if (rc == 0 && (rc = append_entry(s->data_dir, &s->log, s->text, s->len, &s->index, true)) != 0)
@@ -574,6 +695,7 @@ void mm_guard_decision_clear(struct mm_guard_decision *d)
 	mm_query_free(d->query);
 	mm_audit_close(d->log);
 	mm_oversight_free(d->oversight);
+	ov_guard_cache_free(d->cache);
 	memset(d, 0, sizeof(*d));
 }
 
@@ -625,76 +747,20 @@ static json_t *act_detail(const struct mm_guard_act *act, const struct mm_guard_
 }
 
 /*
- * The first authorization in force that covers the act, or the nearest
- * miss. trust non-NULL (speculative, signatures taken on trust): records
- * the signatures the choice relied on positively, the chosen one's and
- * those that put an earlier candidate out (revocations) or could change an
- * emergency one's state; sets *dropped instead of noting a suspension,
- * which must not rest on an unverified signature.
- */
-static const struct mm_authz *choose(const char *data_dir, struct mm_oversight *o, const struct mm_guard_act *act,
-				     char *why, size_t why_size, const struct mm_authz **nearest, struct ov_trust *trust,
-				     bool *dropped)
-{
-	unsigned best = ~0u;
-
-	*nearest = NULL;
-	why[0] = '\0';
-	for (size_t i = 0; i < mm_oversight_count(o); i++) {
-		const struct mm_authz *a = mm_oversight_authz(o, i);
-		struct mm_authz_state st;
-		struct misses m = { 0 };
-
-		if (act->authz_id && strcmp(a->id, act->authz_id) != 0)
-			continue;
-		if (!kind_fits(act->act, a)) {
-			if (act->authz_id)
-				snprintf(why, why_size, "%s is a %s authorization, not %s", a->id,
-					 mm_authz_kind_name(a->kind), kind_wanted[act->act]);
-			if (act->authz_id)
-				*nearest = a;
-			continue;
-		}
-		mm_oversight_state(o, a, act->now_ns, &st);
-		if (st.status == MM_AZ_SUSPENDED && trust) {
-			*dropped = true;
-			return NULL;
-		}
-		if (st.status == MM_AZ_SUSPENDED)
-			note_suspension(data_dir, a, st.reason);
-		if (trust && (st.status == MM_AZ_REVOKED || a->emergency))
-			ov_oversight_relied(o, a, trust);
-		if (st.status != MM_AZ_IN_FORCE)
-			miss(&m, MISS_STATE, "%s", strstr(st.reason, ": ") ? strstr(st.reason, ": ") + 2 : st.reason);
-		check_scope(act, a, &m);
-		if (m.n == 0 && trust && !a->emergency)
-			ov_oversight_relied(o, a, trust);
-		if (m.n == 0)
-			return a;
-		if (m.weight < best) {
-			best = m.weight;
-			*nearest = a;
-			snprintf(why, why_size, "%s", m.first);
-		}
-	}
-	return NULL;
-}
-
-/*
  * One decision. spec NULL: the ordinary path, every signature verified as
  * the oversight files load, the entry appended before return (fsync'd
- * unless deferred). spec non-NULL: the speculative path (docs/oversight.md),
- * signatures taken on trust; it goes ahead only to an allowed decision,
- * handing spec to out, whose entry is then appended by spec's thread once
- * the signatures relied on verify. Anything else (a refusal, a suspension
- * to note, a failure) returns 1 with nothing written and out cleared, for
- * the ordinary path to decide.
+ * unless deferred), the guard's cache brought up to date. spec non-NULL:
+ * the speculative path (docs/oversight.md), from the guard's cache; it goes
+ * ahead only to an allowed decision, handing spec to out, whose thread
+ * decides again from the verified files and appends the entry only if that
+ * chooses the same. Anything else (no cache, a refusal, a failure) returns
+ * 1 with nothing written and out cleared, for the ordinary path to decide.
  */
 static int decide(const char *data_dir, const struct mm_guard_act *act_in, struct mm_guard_decision *out,
 		  struct mm_guard_sync *spec)
 {
 	struct mm_guard_act act = *act_in;
-	struct mm_oversight *o = NULL;
+	struct candidates c = { 0 };
 	const struct mm_authz *a = NULL, *nearest = NULL;
 	char what[512], why[512];
 	json_t *detail = NULL;
@@ -710,20 +776,27 @@ static int decide(const char *data_dir, const struct mm_guard_act *act_in, struc
 		return mm_fail(MM_EINVAL, "guard: a %s act needs its query", mm_act_name(act.act));
 	if (act.until_ns == 0)
 		act.until_ns = UINT64_MAX;
-	rc = ov_oversight_open(data_dir, spec ? &spec->trust : NULL, &o);
-	if (rc && spec)
-		return 1;
-	if (rc) {
-		snprintf(why, sizeof(why), "%s", mm_last_error());
-		return mm_fail(rc, "guard: refusing every act: %s", why);
+	if (spec) {
+		if (ov_guard_cache_load(data_dir, &out->cache) != 0)
+			return 1;
+		c.cache = out->cache;
+		out->lab = c.cache->lab;
+	} else {
+		rc = mm_oversight_open(data_dir, &out->oversight);
+		if (rc) {
+			snprintf(why, sizeof(why), "%s", mm_last_error());
+			return mm_fail(rc, "guard: refusing every act: %s", why);
+		}
+		c.o = out->oversight;
+		out->lab = mm_oversight_lab(c.o);
+		ov_guard_cache_refresh(data_dir, c.o, act.now_ns, NULL, 0);
 	}
-	out->lab = mm_oversight_lab(o);
 	if (out->lab) {
 		out->allowed = true;
 	} else {
-		a = choose(data_dir, o, &act, why, sizeof(why), &nearest, spec ? &spec->trust : NULL, &dropped);
-		/* Unlimited ones need no counter: the audit log has every use. A speculation counts it once verified. */
-		if (a && a->max_uses && !spec && mm_oversight_use(o, a->id) != 0) {
+		a = choose(data_dir, &c, &act, why, sizeof(why), &nearest, spec ? &dropped : NULL);
+		/* Unlimited ones need no counter: the audit log has every use. A speculation's is counted on confirmation. */
+		if (a && a->max_uses && !spec && mm_oversight_use(c.o, a->id) != 0) {
 			nearest = a;
 			const char *colon = strstr(mm_last_error(), ": ");
 			snprintf(why, sizeof(why), "%s", colon ? colon + 2 : mm_last_error());
@@ -731,11 +804,11 @@ static int decide(const char *data_dir, const struct mm_guard_act *act_in, struc
 		}
 		out->allowed = a != NULL;
 	}
-	out->oversight = o;
-	if (spec && (!out->allowed || dropped || spec->trust.rc)) {
+	if (spec && (!out->allowed || dropped)) {
 		mm_guard_decision_clear(out);
 		return 1;
 	}
+	out->chosen = a;
 	if (out->allowed && a)
 		snprintf(out->authz, sizeof(out->authz), "%s", a->id);
 	if (!out->allowed) {
@@ -751,6 +824,7 @@ static int decide(const char *data_dir, const struct mm_guard_act *act_in, struc
 			snprintf(out->reason, sizeof(out->reason), "no authorization covers %.400s; there is no %s authorization",
 				 what, kind_wanted[act.act]);
 	}
+	rc = 0;
 	if (out->allowed && act.query) {
 		rc = narrow(act.query, a, &out->query);
 		out->since_ns = act.since_ns;
@@ -767,20 +841,24 @@ static int decide(const char *data_dir, const struct mm_guard_act *act_in, struc
 		json_object_set_new(detail, "nearest", json_string(nearest->id));
 	if (rc == 0 && act.detail)
 		json_object_update(detail, (json_t *)act.detail);
-	if (rc == 0)
+	/* A speculation's entry is written by its thread, from the verified document. */
+	if (rc == 0 && !spec)
 		rc = entry_text(act.now_ns, act.actor, mm_act_name(act.act), out->allowed ? "allowed" : "refused",
 				out->lab, a, out->allowed ? NULL : out->reason, detail, &text, &len);
-	json_decref(detail);
 	/* Only an allowed query whose caller waits before output overlaps the fsync with the query. */
 	out->deferred = act.overlap_sync && act.act == MM_ACT_QUERY && out->allowed;
 	if (rc == 0 && spec) {
 		spec->speculative = true;
-		spec->use = a && a->max_uses;
-		spec->o = o;
-		snprintf(spec->authz, sizeof(spec->authz), "%s", out->authz);
-		spec->text = text;
-		spec->len = len;
-		text = NULL;
+		spec->lab = out->lab;
+		spec->act = act;
+		if (a) {
+			snprintf(spec->authz, sizeof(spec->authz), "%s", a->id);
+			snprintf(spec->digest, sizeof(spec->digest), "%s", a->digest);
+		}
+		spec->cache_text = out->cache->text;
+		spec->cache_len = out->cache->len;
+		spec->detail = detail;
+		detail = NULL;
 		spec->data_dir = strdup(data_dir);
 		if (spec->data_dir)
 			sync_start(out, spec);
@@ -799,6 +877,7 @@ static int decide(const char *data_dir, const struct mm_guard_act *act_in, struc
 			rc = mm_audit_sync(out->log);
 		}
 	}
+	json_decref(detail);
 	free(text);
 	if (rc && spec) {
 		mm_guard_decision_clear(out);
@@ -847,7 +926,7 @@ int mm_guard_done(const char *data_dir, const struct mm_guard_act *act, struct m
 	if (result)
 		json_object_update(detail, (json_t *)result);
 	rc = entry_text(mm_time_now_ns(), act->actor, mm_act_name(act->act), "recorded", d->lab,
-			d->authz[0] && d->oversight ? mm_oversight_find(d->oversight, d->authz) : NULL, NULL, detail,
+			d->chosen, NULL, detail,
 			&text, &len);
 	if (rc == 0)
 		rc = append_entry(data_dir, &d->log, text, len, NULL, d->deferred);

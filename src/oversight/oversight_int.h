@@ -40,45 +40,39 @@ void ov_sha256_hex(const void *data, size_t len, char out[65]);
 int ov_time_parse(const char *text, uint64_t *out);
 
 /*
- * Speculative verification (docs/oversight.md, "What is verified when"): a
- * decision may be taken with the Ed25519 signatures of the oversight files
- * taken on trust, provided every signature it relied on positively is
- * recorded here and verified before the decision counts. Each record owns
- * a copy of the signed bytes; the verifier is borrowed from the panel.
+ * The guard's cache (guard_cache.c, docs/oversight.md): the mode and the
+ * authorizations a verified load found usable, for a speculative decision
+ * to read instead of every oversight file. Untrusted by design.
  */
-struct ov_trusted {
-	const struct mm_verifier *v;
-	char *msg;
+struct ov_guard_cache {
+	bool lab;
+	struct mm_authz **a; /* in the state's order */
+	size_t n;
+	char *text; /* the bytes read: the verified load rewrites them only when they differ */
 	size_t len;
-	uint8_t sig[MM_SIG_LEN];
 };
-
-struct ov_trust {
-	struct ov_trusted *items;
-	size_t n, cap;
-	int rc; /* MM_ENOMEM when a record could not be kept: the speculation must be dropped */
-};
-
-void ov_trust_add(struct ov_trust *t, const struct mm_verifier *v, const void *msg, size_t len,
-		  const uint8_t sig[MM_SIG_LEN]);
-/* 0 when every record verifies; else MM_EPERM naming the first that does not, in why. */
-int ov_trust_verify(const struct ov_trust *t, char *why, size_t why_size);
-void ov_trust_free(struct ov_trust *t);
 
 /*
- * mm_panel_load and mm_oversight_open, with trust non-NULL: signatures are
- * counted without being verified, and the panel's member signatures are
- * recorded into trust (which must outlive nothing: records copy the bytes,
- * the verifiers live as long as the panel). NULL: as the public calls.
+ * mm_authz_parse of text taken as its own canonical form, unchecked: its
+ * digest is then that of text, so a text that is not canonical cannot
+ * match the digest of any verified document (the guard's cache, which
+ * holds canonical bytes, compares digests).
  */
-int ov_panel_load(const char *data_dir, struct ov_trust *trust, struct mm_panel **out);
-int ov_oversight_open(const char *data_dir, struct ov_trust *trust, struct mm_oversight **out);
+int ov_authz_parse_canonical(const char *text, size_t len, const char *where, struct mm_authz **out);
 
-/* mm_panel_count's rule, recording into relied every signature it would count valid. */
-void ov_panel_relied(const struct mm_panel *p, const void *msg, size_t len, const struct mm_sig_line *sigs,
-		     size_t n_sigs, const char *exclude, struct ov_trust *relied);
+/* Reads <data>/oversight/guard.cache; MM_ENOENT, MM_EFORMAT, … when there is none to use. */
+int ov_guard_cache_load(const char *data_dir, struct ov_guard_cache **out);
+void ov_guard_cache_free(struct ov_guard_cache *c);
 
-/* Records what a's state (mm_oversight_state) relied on: counted revocations if revoked, else counted approvals and, for an emergency, counted ratifications. */
-void ov_oversight_relied(const struct mm_oversight *o, const struct mm_authz *a, struct ov_trust *t);
+/*
+ * Writes the cache for the verified state o at now_ns unless it holds
+ * those bytes already: known (NULL: the file is read to compare). Best
+ * effort and not fsync'd: a cache that is missing or behind costs time only.
+ */
+void ov_guard_cache_refresh(const char *data_dir, const struct mm_oversight *o, uint64_t now_ns, const char *known,
+			    size_t known_len);
+
+/* Removes the cache after a change to the panel or to signatures, so the next decision takes the ordinary path. */
+void ov_guard_cache_drop(const char *data_dir);
 
 #endif

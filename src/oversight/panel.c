@@ -30,8 +30,6 @@ struct mm_panel {
 	unsigned quorum;
 	size_t n;
 	struct mm_verifier *members[MM_PANEL_MAX_MEMBERS];
-	/* Loaded for a speculative decision: every count takes signatures on trust (ov_panel_load). */
-	bool trusting;
 };
 
 /* ---- signature lines ---- */
@@ -154,13 +152,8 @@ static const struct mm_verifier *find_member(const struct mm_panel *p, const cha
 	return NULL;
 }
 
-/*
- * mm_panel_count; a trusting panel counts a member's signature without
- * verifying it, and relied (non-NULL) receives every signature counted
- * valid, for verification later.
- */
-static void count_sigs(const struct mm_panel *p, const void *msg, size_t len, const struct mm_sig_line *sigs,
-		       size_t n_sigs, const char *exclude, struct mm_quorum_count *out, struct ov_trust *relied)
+void mm_panel_count(const struct mm_panel *p, const void *msg, size_t len, const struct mm_sig_line *sigs,
+		    size_t n_sigs, const char *exclude, struct mm_quorum_count *out)
 {
 	bool counted[MM_PANEL_MAX_MEMBERS] = { false };
 	size_t used = 0;
@@ -174,7 +167,7 @@ static void count_sigs(const struct mm_panel *p, const void *msg, size_t len, co
 			out->unknown_key++;
 		} else if (exclude && strcmp(mm_verifier_name(v), exclude) == 0) {
 			out->requester++;
-		} else if (!p->trusting && !mm_verify(v, msg, len, sigs[i].sig)) {
+		} else if (!mm_verify(v, msg, len, sigs[i].sig)) {
 			out->bad_signature++;
 		} else if (counted[m]) {
 			out->duplicate++;
@@ -183,8 +176,6 @@ static void count_sigs(const struct mm_panel *p, const void *msg, size_t len, co
 
 			counted[m] = true;
 			out->valid++;
-			if (relied)
-				ov_trust_add(relied, v, msg, len, sigs[i].sig);
 			w = snprintf(out->signers + used, sizeof(out->signers) - used, "%s%s",
 				     used ? ", " : "", mm_verifier_name(v));
 			if (w > 0)
@@ -192,20 +183,6 @@ static void count_sigs(const struct mm_panel *p, const void *msg, size_t len, co
 									       : sizeof(out->signers) - 1;
 		}
 	}
-}
-
-void mm_panel_count(const struct mm_panel *p, const void *msg, size_t len, const struct mm_sig_line *sigs,
-		    size_t n_sigs, const char *exclude, struct mm_quorum_count *out)
-{
-	count_sigs(p, msg, len, sigs, n_sigs, exclude, out, NULL);
-}
-
-void ov_panel_relied(const struct mm_panel *p, const void *msg, size_t len, const struct mm_sig_line *sigs,
-		     size_t n_sigs, const char *exclude, struct ov_trust *relied)
-{
-	struct mm_quorum_count unused;
-
-	count_sigs(p, msg, len, sigs, n_sigs, exclude, &unused, relied);
 }
 
 /* ---- the panel document ---- */
@@ -293,9 +270,7 @@ static int panel_from_json(json_t *doc, struct mm_panel **out)
 	return 0;
 }
 
-/* mm_panel_parse; with trust non-NULL, the member signatures are counted on trust and recorded there. */
-static int panel_parse(const char *doc, size_t doc_len, const char *sigs, size_t sigs_len, struct ov_trust *trust,
-		       struct mm_panel **out)
+int mm_panel_parse(const char *doc, size_t doc_len, const char *sigs, size_t sigs_len, struct mm_panel **out)
 {
 	struct mm_quorum_count count;
 	struct mm_sig_line *lines = NULL;
@@ -313,8 +288,7 @@ static int panel_parse(const char *doc, size_t doc_len, const char *sigs, size_t
 	if (rc == 0)
 		rc = mm_sig_lines_parse(sigs, sigs_len, "panel.sig", &lines, &n_lines);
 	if (rc == 0) {
-		p->trusting = trust != NULL;
-		count_sigs(p, p->canonical, p->canonical_len, lines, n_lines, NULL, &count, trust);
+		mm_panel_count(p, p->canonical, p->canonical_len, lines, n_lines, NULL, &count);
 		if (count.valid != p->n)
 			rc = mm_fail(MM_EFORMAT,
 				     "panel: %u of its %zu members signed panel.json; a panel is in force only "
@@ -330,12 +304,7 @@ static int panel_parse(const char *doc, size_t doc_len, const char *sigs, size_t
 	return 0;
 }
 
-int mm_panel_parse(const char *doc, size_t doc_len, const char *sigs, size_t sigs_len, struct mm_panel **out)
-{
-	return panel_parse(doc, doc_len, sigs, sigs_len, NULL, out);
-}
-
-int ov_panel_load(const char *data_dir, struct ov_trust *trust, struct mm_panel **out)
+int mm_panel_load(const char *data_dir, struct mm_panel **out)
 {
 	char path[4096], sig_path[4096];
 	char *doc = NULL, *sigs = NULL;
@@ -354,7 +323,7 @@ int ov_panel_load(const char *data_dir, struct ov_trust *trust, struct mm_panel 
 			rc = mm_fail(MM_EFORMAT, "%s: missing: panel.json is not signed", sig_path);
 	}
 	if (rc == 0) {
-		rc = panel_parse(doc, doc_len, sigs, sigs_len, trust, out);
+		rc = mm_panel_parse(doc, doc_len, sigs, sigs_len, out);
 		if (rc) {
 			char why[512];
 
@@ -365,67 +334,6 @@ int ov_panel_load(const char *data_dir, struct ov_trust *trust, struct mm_panel 
 	free(doc);
 	free(sigs);
 	return rc;
-}
-
-int mm_panel_load(const char *data_dir, struct mm_panel **out)
-{
-	return ov_panel_load(data_dir, NULL, out);
-}
-
-/* ---- taking signatures on trust ---- */
-
-void ov_trust_add(struct ov_trust *t, const struct mm_verifier *v, const void *msg, size_t len,
-		  const uint8_t sig[MM_SIG_LEN])
-{
-	struct ov_trusted *r;
-
-	if (t->rc)
-		return;
-	if (t->n == t->cap) {
-		size_t ncap = t->cap ? t->cap * 2 : 8;
-		struct ov_trusted *grown = realloc(t->items, ncap * sizeof(*grown));
-
-		if (!grown) {
-			t->rc = MM_ENOMEM;
-			return;
-		}
-		t->items = grown;
-		t->cap = ncap;
-	}
-	r = &t->items[t->n];
-	r->msg = malloc(len ? len : 1);
-	if (!r->msg) {
-		t->rc = MM_ENOMEM;
-		return;
-	}
-	memcpy(r->msg, msg, len);
-	r->len = len;
-	r->v = v;
-	memcpy(r->sig, sig, MM_SIG_LEN);
-	t->n++;
-}
-
-int ov_trust_verify(const struct ov_trust *t, char *why, size_t why_size)
-{
-	if (t->rc) {
-		snprintf(why, why_size, "out of memory recording the signatures to verify");
-		return t->rc;
-	}
-	for (size_t i = 0; i < t->n; i++)
-		if (!mm_verify(t->items[i].v, t->items[i].msg, t->items[i].len, t->items[i].sig)) {
-			snprintf(why, why_size, "the signature by %s over a %zu-byte oversight document does not verify",
-				 mm_verifier_name(t->items[i].v), t->items[i].len);
-			return MM_EPERM;
-		}
-	return 0;
-}
-
-void ov_trust_free(struct ov_trust *t)
-{
-	for (size_t i = 0; i < t->n; i++)
-		free(t->items[i].msg);
-	free(t->items);
-	memset(t, 0, sizeof(*t));
 }
 
 /* ---- init and leave ---- */
@@ -516,6 +424,8 @@ int mm_panel_init(const char *data_dir, struct mm_verifier *const *members, size
 		rc = ov_write_file(sig_path, sigs, strlen(sigs), false);
 	if (rc == 0)
 		rc = ov_write_file(path, canonical, len, true);
+	if (rc == 0)
+		ov_guard_cache_drop(data_dir);
 	if (rc == MM_EEXIST)
 		rc = mm_fail(MM_EEXIST, "panel init: %s exists: this data directory has a panel already "
 					"('mamori panel leave' first)",
@@ -569,6 +479,8 @@ int mm_panel_leave(const char *data_dir, struct mm_signer *const *signers, size_
 	if (rc == 0 && snprintf(kept, sizeof(kept), "%s/oversight/%s.json", data_dir, rel) < (int)sizeof(kept) &&
 	    rename(path, kept) != 0)
 		rc = mm_fail(MM_EIO, "panel leave: cannot move %s", path);
+	if (rc == 0)
+		ov_guard_cache_drop(data_dir);
 	free(lines);
 	free(msg);
 	free(sigs);
