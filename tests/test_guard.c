@@ -644,7 +644,8 @@ static char *forge_scope(const char *cache, const char *from, const char *to)
  * the file still parsing; one panel member's; a document in the cache
  * widened by hand) it outputs nothing and records no allowed entry, through
  * the command as through the library; a cache that does not parse is passed
- * over.
+ * over; a revocation drops the cache, and the next verified load writes it
+ * without the revoked document.
  */
 Test(guard_cli, a_signature_that_does_not_verify_voids_a_speculative_query, .timeout = 120)
 {
@@ -775,6 +776,22 @@ Test(guard_cli, a_signature_that_does_not_verify_voids_a_speculative_query, .tim
 	cr_assert_not_null(strstr(out, "\n"));
 	free(out);
 	free(err);
+
+	/* Revoked through the command: the cache goes at once, and the next decision writes it without id. */
+	cr_assert_eq(access(cache_path, F_OK), 0);
+	cr_assert_eq(MAMORI(NULL, &err, "authz", "revoke", id, "-R", e.data, "--key", key(&e, "alice", "key"), "--key",
+			    key(&e, "carol", "key")),
+		     0, "%s", err);
+	free(err);
+	cr_assert_neq(access(cache_path, F_OK), 0, "a revocation leaves the guard's cache in place");
+	cr_assert_eq(MAMORI(&out, &err, "query", "-R", e.data, "--format", "csv", "dst net 198.19.0.0/24"), 4, "%s", err);
+	cr_assert_eq(out[0], '\0');
+	free(out);
+	free(err);
+	free(cache);
+	cache = tu_read_file(cache_path, &cache_len);
+	cr_assert_not_null(cache, "the refusal's verified load writes the cache again");
+	cr_assert_null(strstr(cache, id), "a revoked authorization stays in the cache: %s", cache);
 	free(cache);
 	mm_query_free(q);
 	free(id);

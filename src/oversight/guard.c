@@ -564,7 +564,7 @@ static const struct mm_authz *choose(const char *data_dir, const struct candidat
  * appended. Speculative (docs/oversight.md, "The guard's cache"): first the
  * act is decided again from the verified oversight files, which must choose
  * the same document (and count its use); only then is the entry appended,
- * and fsync'd.
+ * and fsync'd; or, when the files decide otherwise, the cache is rewritten.
  */
 struct mm_guard_sync {
 	pthread_t thread;
@@ -622,9 +622,11 @@ static int confirm(struct mm_guard_sync *s)
 	if (rc == 0)
 		rc = entry_text(s->act.now_ns, s->act.actor, mm_act_name(s->act.act), "allowed", s->lab, a, NULL,
 				s->detail, &s->text, &s->len);
-	if (rc)
+	/* A void speculation means the cache is behind the files: bring it up to date for the next act. */
+	if (rc) {
 		snprintf(s->why, sizeof(s->why), "%s", mm_last_error());
-	ov_guard_cache_refresh(s->data_dir, o, s->act.now_ns, s->cache_text, s->cache_len);
+		ov_guard_cache_refresh(s->data_dir, o, s->act.now_ns, s->cache_text, s->cache_len);
+	}
 	mm_oversight_free(o);
 	return rc;
 }

@@ -105,7 +105,8 @@ static int cache_text(const struct mm_oversight *o, uint64_t now_ns, char **text
 		const struct mm_authz *a = mm_oversight_authz(o, i);
 		struct mm_authz_state st;
 
-		if (a->emergency || memchr(a->canonical, '\n', a->canonical_len))
+		/* Expired ones first, without their signatures checked: they pile up, and never come back. */
+		if (a->emergency || now_ns > a->valid_until_ns || memchr(a->canonical, '\n', a->canonical_len))
 			continue;
 		mm_oversight_state(o, a, now_ns, &st);
 		if (st.status != MM_AZ_IN_FORCE && st.status != MM_AZ_NOT_YET_VALID)
