@@ -2,10 +2,13 @@
  * libFuzzer target: authorization documents and signature lines. An
  * accepted document must canonicalise to bytes that parse back to the
  * same canonical bytes (so what the panel signs is stable), and its
- * summary must format; signature lines must parse or fail cleanly.
+ * summary must format; signature lines must parse or fail cleanly; and
+ * the guard's cache, which holds such documents one a line, must parse or
+ * fail cleanly too, each document it accepts with the digest of its line.
  */
 #include "mamori/oversight.h"
 #include "mamori/status.h"
+#include "oversight/oversight_int.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -18,6 +21,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct mm_authz *a = NULL, *again = NULL;
 	struct mm_sig_line *lines = NULL;
+	struct ov_guard_cache *cache = NULL;
 	size_t n_lines = 0;
 
 	if (mm_authz_parse((const char *)data, size, "fuzz.json", &a) == 0) {
@@ -35,5 +39,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (mm_sig_lines_parse((const char *)data, size, "fuzz.sig", &lines, &n_lines) == 0)
 		MM_BUG(n_lines > MM_SIG_LINES_MAX);
 	free(lines);
+	if (ov_guard_cache_parse((const char *)data, size, "fuzz.cache", &cache) == 0) {
+		for (size_t i = 0; i < cache->n; i++) {
+			char digest[65];
+
+			ov_sha256_hex(cache->a[i]->canonical, cache->a[i]->canonical_len, digest);
+			MM_BUG(strcmp(digest, cache->a[i]->digest) != 0);
+			MM_BUG(memchr(cache->a[i]->canonical, '\n', cache->a[i]->canonical_len) != NULL);
+		}
+		ov_guard_cache_free(cache);
+	}
 	return 0;
 }

@@ -68,26 +68,42 @@ static int parse(struct ov_guard_cache *c, const char *path)
 	return 0;
 }
 
-int ov_guard_cache_load(const char *data_dir, struct ov_guard_cache **out)
+int ov_guard_cache_parse(const char *text, size_t len, const char *where, struct ov_guard_cache **out)
 {
 	struct ov_guard_cache *c = calloc(1, sizeof(*c));
-	char path[4096];
 	int rc;
 
 	*out = NULL;
-	if (!c)
+	if (!c || !(c->text = malloc(len + 1))) {
+		free(c);
 		return mm_fail(MM_ENOMEM, "guard cache: out of memory");
-	rc = ov_path(path, sizeof(path), data_dir, CACHE_NAME);
-	if (rc == 0)
-		rc = ov_read_file(path, &c->text, &c->len);
-	if (rc == 0)
-		rc = parse(c, path);
+	}
+	memcpy(c->text, text, len);
+	c->text[len] = '\0';
+	c->len = len;
+	rc = parse(c, where);
 	if (rc) {
 		ov_guard_cache_free(c);
 		return rc;
 	}
 	*out = c;
 	return 0;
+}
+
+int ov_guard_cache_load(const char *data_dir, struct ov_guard_cache **out)
+{
+	char path[4096], *text = NULL;
+	size_t len = 0;
+	int rc;
+
+	*out = NULL;
+	rc = ov_path(path, sizeof(path), data_dir, CACHE_NAME);
+	if (rc == 0)
+		rc = ov_read_file(path, &text, &len);
+	if (rc == 0)
+		rc = ov_guard_cache_parse(text, len, path, out);
+	free(text);
+	return rc;
 }
 
 /* What the cache holds for the verified state o at now_ns (malloc'd). */

@@ -62,6 +62,8 @@ int ov_authz_parse_canonical(const char *text, size_t len, const char *where, st
 
 /* Reads <data>/oversight/guard.cache; MM_ENOENT, MM_EFORMAT, … when there is none to use. */
 int ov_guard_cache_load(const char *data_dir, struct ov_guard_cache **out);
+/* The same from text (copied), where naming it in messages. */
+int ov_guard_cache_parse(const char *text, size_t len, const char *where, struct ov_guard_cache **out);
 void ov_guard_cache_free(struct ov_guard_cache *c);
 
 /*
