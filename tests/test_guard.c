@@ -776,6 +776,9 @@ Test(guard_cli, a_signature_that_does_not_verify_voids_a_speculative_query, .tim
 	cr_assert_not_null(strstr(out, "\n"));
 	free(out);
 	free(err);
+	free(cache);
+	cache = tu_read_file(cache_path, &cache_len);
+	cr_assert(cache && strstr(cache, id), "the ordinary path replaces a cache that does not parse");
 
 	/* Revoked through the command: the cache goes at once, and the next decision writes it without id. */
 	cr_assert_eq(access(cache_path, F_OK), 0);

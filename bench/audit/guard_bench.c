@@ -155,10 +155,11 @@ static uint64_t run_query(const char *dir, const struct bench_query *bq, const s
 	return flows;
 }
 
-/* Best times of one measure(): the bare query, the guarded one, and the guard's own two parts. */
+/* Best times of one measure(): the bare query, the guarded one, and the guard's own two parts; and the last run's. */
 struct best {
 	double bare, guarded, decision, done;
 	double bare_cpu, guarded_cpu;
+	double last_bare, last_guarded;
 };
 
 static double at_most(double best, double t)
@@ -171,7 +172,8 @@ static uint64_t time_bare(const char *dir, const struct bench_query *bq, const s
 	double t0 = now_s(), c0 = cpu_s();
 	uint64_t flows = run_query(dir, bq, q, 0, UINT64_MAX);
 
-	b->bare = at_most(b->bare, now_s() - t0);
+	b->last_bare = now_s() - t0;
+	b->bare = at_most(b->bare, b->last_bare);
 	b->bare_cpu = at_most(b->bare_cpu, cpu_s() - c0);
 	return flows;
 }
@@ -199,19 +201,36 @@ static uint64_t time_guarded(const char *dir, const struct bench_query *bq, cons
 		die("guard done");
 	mm_guard_decision_clear(&d);
 	json_decref(result);
-	b->guarded = at_most(b->guarded, now_s() - t0);
+	b->last_guarded = now_s() - t0;
+	b->guarded = at_most(b->guarded, b->last_guarded);
 	b->guarded_cpu = at_most(b->guarded_cpu, cpu_s() - c0);
 	b->decision = at_most(b->decision, t1 - t0);
 	b->done = at_most(b->done, now_s() - t2);
 	return flows;
 }
 
+static int by_value(const void *pa, const void *pb)
+{
+	double a = *(const double *)pa, b = *(const double *)pb;
+
+	return (a > b) - (a < b);
+}
+
+static double median(double *v, size_t n)
+{
+	qsort(v, n, sizeof(*v), by_value);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
 static int measure(const char *dir, const struct bench_query *bq, uint64_t runs)
 {
-	struct best b = { 1e9, 1e9, 1e9, 1e9, 1e9, 1e9 };
+	struct best b = { 1e9, 1e9, 1e9, 1e9, 1e9, 1e9, 0, 0 };
 	uint64_t bare_flows = 0, guarded_flows = 0;
 	struct mm_query *q = NULL;
+	double *bare = calloc(runs, sizeof(double)), *diff = calloc(runs, sizeof(double));
 
+	if (!bare || !diff)
+		die("out of memory");
 	if (mm_query_parse(bq->filter, &q, NULL) != 0)
 		die("parse");
 	/* Alternating which goes first, so neither profits from the other having warmed the caches. */
@@ -221,6 +240,8 @@ static int measure(const char *dir, const struct bench_query *bq, uint64_t runs)
 		guarded_flows = time_guarded(dir, bq, q, &b);
 		if (r % 2 == 1)
 			bare_flows = time_bare(dir, bq, q, &b);
+		bare[r] = b.last_bare;
+		diff[r] = b.last_guarded - b.last_bare;
 	}
 	mm_query_free(q);
 	if (bare_flows != guarded_flows) {
@@ -235,6 +256,12 @@ static int measure(const char *dir, const struct bench_query *bq, uint64_t runs)
 	       (b.guarded / b.bare - 1) * 100, b.decision * 1e3, b.done * 1e3, (b.decision + b.done) / b.bare * 100);
 	printf("%-40s CPU, all threads: bare %.2f ms  guarded %.2f ms  %+.2f ms = %+.2f%%\n", "", b.bare_cpu * 1e3,
 	       b.guarded_cpu * 1e3, (b.guarded_cpu - b.bare_cpu) * 1e3, (b.guarded_cpu / b.bare_cpu - 1) * 100);
+	/* Each run's guarded time less its neighbouring bare one: the median of these pairs resists noise best. */
+	double d = median(diff, runs), m = median(bare, runs);
+	printf("%-40s paired runs: median bare %.4f s, median guarded - bare %+.3f ms = %+.2f%%\n", "", m, d * 1e3,
+	       d / m * 100);
+	free(bare);
+	free(diff);
 	return 0;
 }
 

@@ -779,7 +779,11 @@ static int decide(const char *data_dir, const struct mm_guard_act *act_in, struc
 	if (act.until_ns == 0)
 		act.until_ns = UINT64_MAX;
 	if (spec) {
-		if (ov_guard_cache_load(data_dir, &out->cache) != 0)
+		rc = ov_guard_cache_load(data_dir, &out->cache);
+		/* One that does not parse goes, so the ordinary path below writes a good one. */
+		if (rc && rc != MM_ENOENT)
+			ov_guard_cache_drop(data_dir);
+		if (rc)
 			return 1;
 		c.cache = out->cache;
 		out->lab = c.cache->lab;

@@ -139,19 +139,19 @@ static int cache_text(const struct mm_oversight *o, uint64_t now_ns, char **text
 void ov_guard_cache_refresh(const char *data_dir, const struct mm_oversight *o, uint64_t now_ns, const char *known,
 			    size_t known_len)
 {
-	char path[4096], tmp[4200], *text = NULL, *old = NULL;
-	size_t len = 0, old_len = 0;
+	char path[4096], tmp[4200], *text = NULL;
+	size_t len = 0;
 	FILE *f;
 	bool same;
 
-	if (ov_path(path, sizeof(path), data_dir, CACHE_NAME) != 0 || cache_text(o, now_ns, &text, &len) != 0)
+	if (ov_path(path, sizeof(path), data_dir, CACHE_NAME) != 0)
 		return;
-	if (!known && ov_read_file(path, &old, &old_len) == 0) {
-		known = old;
-		known_len = old_len;
-	}
+	/* Without bytes to compare, only a missing cache is written: working one out checks signatures. */
+	if (!known && access(path, F_OK) == 0)
+		return;
+	if (cache_text(o, now_ns, &text, &len) != 0)
+		return;
 	same = known && known_len == len && memcmp(known, text, len) == 0;
-	free(old);
 	/* A cache, so no fsync: lost in a crash, the next verified load writes it again. */
 	snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
 	if (!same && (f = fopen(tmp, "w"))) {

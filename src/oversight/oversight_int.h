@@ -68,8 +68,9 @@ void ov_guard_cache_free(struct ov_guard_cache *c);
 
 /*
  * Writes the cache for the verified state o at now_ns unless it holds
- * those bytes already: known (NULL: the file is read to compare). Best
- * effort and not fsync'd: a cache that is missing or behind costs time only.
+ * those bytes already (known: what was read from it), or, known NULL,
+ * unless it exists. Best effort and not fsync'd: a cache that is missing or
+ * behind costs time only.
  */
 void ov_guard_cache_refresh(const char *data_dir, const struct mm_oversight *o, uint64_t now_ns, const char *known,
 			    size_t known_len);
