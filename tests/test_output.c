@@ -698,3 +698,130 @@ Test(output, uid_text_never_changes)
 	cr_assert_str_eq(mm_flow_uid(10, uid), "C0dBRZEX1ZpBVLkJ10");
 	cr_assert_str_eq(mm_flow_uid(UINT64_MAX, uid), "CFWSzky9n9z9rHy8cW");
 }
+
+/*
+ * Records are gathered in a buffer and written when it fills and at the
+ * end of every call: a call with far more text than the buffer holds must
+ * write exactly what one call per record writes, in the same order.
+ */
+Test(output, a_batch_larger_than_the_buffer_equals_one_record_at_a_time)
+{
+	enum { N = 3000 }; /* about 700 KB of CSV */
+	static const enum mm_output_format fmts[] = { MM_OUTPUT_CSV, MM_OUTPUT_NDJSON,
+						      MM_OUTPUT_TABLE };
+	struct mm_flow *flows = calloc(N, sizeof(*flows));
+
+	cr_assert_not_null(flows);
+	for (size_t i = 0; i < N; i++) {
+		flows[i] = i % 3 == 0 ? tcp_v4_flow() : i % 3 == 1 ? icmp6_tunnelled_flow() : ospf_flow();
+		flows[i].id = i + 1;
+		flows[i].first_ns = T0 + i * 7777777777ULL;
+		flows[i].last_ns = flows[i].first_ns + i * 1000003ULL;
+		flows[i].fwd_bytes = (uint64_t)i * i * i;
+	}
+	for (size_t k = 0; k < sizeof(fmts) / sizeof(fmts[0]); k++) {
+		char *whole = render(fmts[k], flows, N), *single = NULL;
+		size_t len = 0;
+		FILE *fp = open_memstream(&single, &len);
+		struct mm_flow_writer *w;
+		char uid[20];
+
+		cr_assert_not_null(fp);
+		cr_assert_eq(mm_flow_writer_new(&w, fmts[k], fp), 0);
+		for (size_t i = 0; i < N; i++)
+			cr_assert_eq(mm_flow_writer_write(w, &flows[i], 1), 0);
+		cr_assert_eq(mm_flow_writer_finish(w), 0);
+		mm_flow_writer_free(w);
+		fclose(fp);
+		cr_assert_gt(strlen(whole), 400000, "the batch is several buffers long");
+		cr_assert_str_eq(whole, single, "format %zu", k);
+		if (fmts[k] != MM_OUTPUT_TABLE) /* the last record, after several buffers went out */
+			cr_assert_not_null(strstr(whole, mm_flow_uid(flows[N - 1].id, uid)));
+		free(whole);
+		free(single);
+	}
+	free(flows);
+}
+
+/*
+ * Every octet value (one, two and three digits) and every IPv6 group
+ * length and hex digit, against mm_addr_format (inet_ntop's text).
+ */
+Test(output, every_octet_and_hex_group_as_inet_ntop_writes_it)
+{
+	enum { N = 256 };
+	struct mm_flow flows[N];
+	char *text, field[64], lib[MM_ADDR_STRLEN];
+
+	for (size_t i = 0; i < N; i++) {
+		uint8_t v4[4] = { (uint8_t)i, (uint8_t)(255 - i), (uint8_t)(i * 7), (uint8_t)(i * 13 + 5) };
+		uint8_t v6[16];
+
+		flows[i] = tcp_v4_flow();
+		mm_addr_set_v4(&flows[i].src, v4);
+		/* Groups d, dd, ddd, dddd (every length) of hex digit d = i's low, then high, nibble. */
+		for (size_t g = 0; g < 8; g++) {
+			unsigned d = g < 4 ? i & 15 : i >> 4, group = (d * 0x1111u) >> (4 * (3 - g % 4));
+
+			v6[2 * g] = (uint8_t)(group >> 8);
+			v6[2 * g + 1] = (uint8_t)group;
+		}
+		mm_addr_set_v6(&flows[i].dst, v6);
+	}
+	text = render(MM_OUTPUT_CSV, flows, N);
+	for (size_t i = 0; i < N; i++) {
+		csv_cell(text, i + 1, "src", field, sizeof(field));
+		cr_assert_str_eq(field, mm_addr_format(&flows[i].src, lib));
+		csv_cell(text, i + 1, "dst", field, sizeof(field));
+		cr_assert_str_eq(field, mm_addr_format(&flows[i].dst, lib));
+	}
+	free(text);
+}
+
+/*
+ * Each second's text is rendered once and reused: records whose times
+ * share a second, or fall on seconds far apart that could share a cached
+ * slot, must each get their own text. Checked against mm_time_format_iso
+ * and printf.
+ */
+Test(output, times_that_share_a_second_or_a_cache_slot)
+{
+	enum { N = 600 };
+	struct mm_flow flows[N];
+	char *text, field[64], want[64], lib[MM_TIME_STRLEN], *lines[N + 16], *f[32];
+	uint64_t s0 = 1767225600ULL;
+
+	for (size_t i = 0; i < N; i++) {
+		/* Seconds s0 + 2^k for k in 0..12, in turn, with ns fractions that vary. */
+		uint64_t sec = s0 + (1ULL << (i % 13)), frac = (i * 123456791ULL) % 1000000000ULL;
+
+		flows[i] = tcp_v4_flow();
+		flows[i].first_ns = sec * 1000000000ULL + frac;
+		flows[i].last_ns = (sec + i % 5) * 1000000000ULL + (999999999ULL - frac);
+	}
+	text = render(MM_OUTPUT_CSV, flows, N);
+	for (size_t i = 0; i < N; i++) {
+		csv_cell(text, i + 1, "first", field, sizeof(field));
+		cr_assert_str_eq(field, mm_time_format_iso(flows[i].first_ns, lib));
+		csv_cell(text, i + 1, "last", field, sizeof(field));
+		cr_assert_str_eq(field, mm_time_format_iso(flows[i].last_ns, lib));
+		snprintf(want, sizeof(want), "%llu", (unsigned long long)flows[i].first_ns);
+		csv_cell(text, i + 1, "first_ns", field, sizeof(field));
+		cr_assert_str_eq(field, want);
+		snprintf(want, sizeof(want), "%llu", (unsigned long long)flows[i].last_ns);
+		csv_cell(text, i + 1, "last_ns", field, sizeof(field));
+		cr_assert_str_eq(field, want);
+	}
+	free(text);
+	text = render(MM_OUTPUT_ZEEK, flows, N);
+	cr_assert_eq(split_lines(text, lines, N + 16), N + 9);
+	for (size_t i = 0; i < N; i++) {
+		uint64_t us = (flows[i].first_ns + 500) / 1000;
+
+		cr_assert_eq(split_tabs(lines[8 + i], f, 32), 22);
+		snprintf(want, sizeof(want), "%llu.%06llu", (unsigned long long)(us / 1000000),
+			 (unsigned long long)(us % 1000000));
+		cr_assert_str_eq(f[0], want);
+	}
+	free(text);
+}

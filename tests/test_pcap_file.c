@@ -430,6 +430,48 @@ Test(pcap_classic, caplen_beyond_wire_or_snaplen_is_counted_and_kept)
 			 "pcap: len.pcap: record at byte 24: caplen 46 exceeds wire length 20");
 }
 
+/*
+ * Sound records take a short path and counted ones a checked path; a
+ * reader must come back to the short path after each, in both byte orders,
+ * with every field of every packet right.
+ */
+Test(pcap_classic, counted_records_between_sound_ones_in_both_byte_orders)
+{
+	for (int big = 0; big <= 1; big++) {
+		struct bytes b = { .big = big };
+		struct read_result r;
+
+		pcap_header(&b, 0xa1b2c3d4, 50, 1);         /* snaplen 50 */
+		pcap_record(&b, 10, 1, 46, 60, eth_udp, 46); /* sound */
+		pcap_record(&b, 11, 2, 46, 20, eth_udp, 46); /* wire 20 < caplen 46: counted */
+		pcap_record(&b, 12, 3, 46, 46, eth_udp, 46); /* sound */
+		pcap_record(&b, 13, 4, 54, 54, eth_tcp, 54); /* caplen 54 > snaplen 50: counted */
+		pcap_record(&b, 14, 999999, 50, 54, eth_tcp, 50); /* sound, caplen = snaplen */
+		read_all(&b, "mix.pcap", &r);
+		cr_assert_eq(r.n, 5, "big-endian %d", big);
+		cr_assert_eq(r.end_rc, 0);
+		cr_assert_eq(r.errors[MM_CAPERR_BAD_CAPLEN], 2);
+		cr_assert_eq(total_errors(r.errors), 2);
+		for (int i = 0; i < 5; i++)
+			cr_assert_eq(r.pkts[i].ts_ns, (uint64_t)(10 + i) * 1000000000ULL +
+					(i == 4 ? 999999000ULL : (uint64_t)(i + 1) * 1000ULL),
+				     "packet %d, big-endian %d", i, big);
+		cr_assert_eq(r.pkts[0].cap_len, 46);
+		cr_assert_eq(r.pkts[0].wire_len, 60);
+		cr_assert_eq(r.pkts[1].wire_len, 46, "raised to caplen");
+		cr_assert_eq(r.pkts[2].wire_len, 46);
+		cr_assert_eq(r.pkts[3].cap_len, 54);
+		cr_assert_eq(r.pkts[4].cap_len, 50);
+		cr_assert_eq(r.pkts[4].wire_len, 54);
+		/* Data points into the file, just past each 16-byte record header. */
+		cr_assert_eq(r.pkts[0].data, b.buf + 24 + 16);
+		cr_assert_eq(r.pkts[4].data, b.buf + 24 + 4 * 16 + 3 * 46 + 54 + 16);
+		cr_assert_eq(memcmp(r.pkts[4].data, eth_tcp, 50), 0);
+		for (int i = 0; i < 5; i++)
+			cr_assert_eq(r.pkts[i].linktype, 1);
+	}
+}
+
 /* ---- pcapng ---- */
 
 static void pcapng_mixed_file(struct bytes *b)

@@ -1,10 +1,10 @@
 /*
  * Flow record writers (see flow_output.h): one table of per-format
- * functions that render a record into a bounded line buffer, and one
- * streaming loop that writes each line as it is rendered, so memory does
- * not grow with the number of flows and a failing stream is seen at once.
- * Fields are appended by small formatters instead of printf: on a large
- * capture printf cost more than metering itself.
+ * functions that render records into a bounded output buffer, and one
+ * streaming loop that writes the buffer whenever it fills and at the end
+ * of every call, so memory does not grow with the number of flows and a
+ * failing stream is seen at once. Fields are appended by small formatters
+ * instead of printf: on a large capture printf cost more than metering.
  */
 #include "mamori/flow_output.h"
 
@@ -23,16 +23,28 @@
  * overflowing it is a bug, not an input problem.
  */
 #define LINE_CAP 2048
+/*
+ * Lines are gathered here and written together: one fwrite per line cost
+ * as much as rendering a short record. A record starts only when LINE_CAP
+ * bytes are left.
+ */
+#define OUT_CAP (64 * 1024)
+/*
+ * Formatters store whole 4- or 8-byte words and then advance by the digits
+ * they meant, so every reservation and scratch buffer has this many bytes
+ * of room past its longest text.
+ */
+#define STORE_SLACK 8
 
 struct line {
 	size_t len;
-	char buf[LINE_CAP];
+	char buf[OUT_CAP];
 };
 
 /*
  * The "YYYY-MM-DDT" text of the last day an ISO time fell on. Times in
  * a run cluster within a day, so the calendar is consulted once a day
- * instead of once a field.
+ * instead of once a second.
  */
 #define DATE_TEXT_MAX 32 /* "YYYY-MM-DDT" is 11; room for what %04d can print */
 
@@ -44,10 +56,34 @@ struct date_cache {
 	char text[DATE_TEXT_MAX];
 };
 
+#define U64_TEXT_MAX 20 /* digits of UINT64_MAX */
+#define ISO_SECOND_MAX (DATE_TEXT_MAX + 8) /* date, "HH:MM:SS" */
+
+/*
+ * The texts of one second: its ISO date and time, and its decimal count.
+ * A record's times (and their nanosecond counts) fall on seconds that the
+ * records before it used, so each second is rendered once, not per field.
+ */
+struct second_text {
+	uint64_t key; /* the second plus one; 0: empty */
+	uint8_t iso_len;
+	uint8_t dec_len;
+	char iso[ISO_SECOND_MAX + STORE_SLACK];
+	char dec[U64_TEXT_MAX + STORE_SLACK];
+};
+
+/* Seconds kept, direct-mapped by their low bits: flows end minutes after they start. */
+#define SECOND_CACHE 256
+
+struct text_cache {
+	struct date_cache dates;
+	struct second_text seconds[SECOND_CACHE];
+};
+
 struct format_ops {
 	const char *name;
 	void (*header)(struct line *l);  /* NULL: none */
-	void (*record)(struct line *l, struct date_cache *dates, const struct mm_flow *f);
+	void (*record)(struct line *l, struct text_cache *tc, const struct mm_flow *f);
 	void (*trailer)(struct line *l); /* NULL: none */
 };
 
@@ -56,19 +92,29 @@ struct mm_flow_writer {
 	FILE *fp;
 	bool header_written;
 	bool failed;        /* the stream failed once; every later call says so */
-	struct date_cache dates;
+	struct text_cache texts;
 	struct line line;
 };
 
 /* ---- formatters: write at p (room checked by the caller), return the end ---- */
 
-#define U64_TEXT_MAX 20 /* digits of UINT64_MAX */
+/*
+ * Multi-byte stores: the words below hold their first character in the low
+ * byte, so a big-endian machine swaps them before storing.
+ */
+static void store32(char *p, uint32_t w)
+{
+	if (__BYTE_ORDER__ == __ORDER_BIG_ENDIAN__)
+		w = __builtin_bswap32(w);
+	memcpy(p, &w, sizeof(w));
+}
 
-/* "00" "01" … "99": one table lookup yields two digits, halving the divisions. */
-static const char digit_pairs[201] =
-	"00010203040506070809101112131415161718192021222324252627282930313233343536373839"
-	"40414243444546474849505152535455565758596061626364656667686970717273747576777879"
-	"8081828384858687888990919293949596979899";
+static void store64(char *p, uint64_t w)
+{
+	if (__BYTE_ORDER__ == __ORDER_BIG_ENDIAN__)
+		w = __builtin_bswap64(w);
+	memcpy(p, &w, sizeof(w));
+}
 
 static const uint64_t powers_of_ten[U64_TEXT_MAX] = {
 	1ULL, 10ULL, 100ULL, 1000ULL, 10000ULL, 100000ULL, 1000000ULL, 10000000ULL,
@@ -87,16 +133,30 @@ static unsigned decimal_digits(uint64_t v)
 	return guess + 1 - (v < powers_of_ten[guess]);
 }
 
-/* Exactly width digits of v (below 10^width) ending just before end, two at a time. */
-static void fixed_digits_backwards(char *end, uint32_t v, unsigned width)
+/*
+ * The eight decimal digits of v (below 10^8, zero-padded) as characters,
+ * the most significant in the low byte, without a loop or a table: the
+ * word is split into two 4-digit lanes of 32 bits, each lane into two
+ * 2-digit lanes of 16 bits, each of those into tens and units bytes. The
+ * divisions by 100 and 10 are multiplications by 10486 / 2^20 and
+ * 103 / 2^10, exact for lanes below 10^4 and 10^2; a lane's product stays
+ * below the next lane, and the masks drop what a shift brings down from it.
+ */
+static uint64_t eight_digits(uint32_t v)
 {
-	for (; width >= 2; width -= 2) {
-		end -= 2;
-		memcpy(end, digit_pairs + 2 * (v % 100), 2);
-		v /= 100;
-	}
-	if (width)
-		end[-1] = (char)('0' + v);
+	uint64_t fours = (uint64_t)(v / 10000) | (uint64_t)(v % 10000) << 32;
+	uint64_t hundreds = ((fours * 10486) >> 20) & 0x0000007f0000007fULL;
+	uint64_t twos = hundreds | (fours - 100 * hundreds) << 16;
+	uint64_t tens = ((twos * 103) >> 10) & 0x000f000f000f000fULL;
+
+	return (tens | (twos - 10 * tens) << 8) | 0x3030303030303030ULL;
+}
+
+/* The last width digits (1 to 8) of v, zero-padded; v below 10^8. Stores 8 bytes. */
+static char *fmt_digits(char *p, uint32_t v, unsigned width)
+{
+	store64(p, eight_digits(v) >> (8 * (8 - width)));
+	return p + width;
 }
 
 static char *fmt_str(char *p, const char *s, size_t len)
@@ -105,44 +165,26 @@ static char *fmt_str(char *p, const char *s, size_t len)
 	return p + len;
 }
 
-/* Eight digits of v (below 10^8) ending just before end, as two independent halves. */
-static void eight_digits_backwards(char *end, uint32_t v)
-{
-	fixed_digits_backwards(end - 4, v / 10000, 4);
-	fixed_digits_backwards(end, v % 10000, 4);
-}
-
-/* fmt_u64 for v of nine digits or more: one 64-bit division per eight digits. */
-static char *fmt_u64_wide(char *p, uint64_t v, unsigned n)
-{
-	char *const stop = p + n;
-	char *end = stop;
-
-	while (n > 9) {
-		eight_digits_backwards(end, (uint32_t)(v % 100000000));
-		v /= 100000000;
-		end -= 8;
-		n -= 8;
-	}
-	fixed_digits_backwards(end, (uint32_t)v, n);
-	return stop;
-}
-
-/* fmt_u64 for v of two digits or more; the common short case in 32-bit arithmetic. */
+/* fmt_u64 for v of two digits or more: 8 digits per step. */
 static char *fmt_u64_long(char *p, uint64_t v)
 {
 	unsigned n = decimal_digits(v);
 
-	if (n > 8)
-		return fmt_u64_wide(p, v, n);
-	fixed_digits_backwards(p + n, (uint32_t)v, n);
-	return p + n;
+	if (n <= 8)
+		return fmt_digits(p, (uint32_t)v, n);
+	if (n > 16) {
+		p = fmt_digits(p, (uint32_t)(v / 10000000000000000ULL), n - 16);
+		v %= 10000000000000000ULL;
+		n = 16;
+	}
+	p = fmt_digits(p, (uint32_t)(v / 100000000), n - 8);
+	return fmt_digits(p, (uint32_t)(v % 100000000), 8);
 }
 
 /*
- * As printf's %llu. Many fields (ASNs, interfaces, VLAN, ICMP type) are
- * usually one digit: that case is inlined where each field is written, so
- * its branch is predicted per field.
+ * As printf's %llu. Many fields are usually one digit (ASNs, interfaces,
+ * VLAN, ICMP type) or two (protocol, TCP flags): those cases are inlined
+ * where each field is written, so their branches are predicted per field.
  */
 static inline char *fmt_u64(char *p, uint64_t v)
 {
@@ -150,51 +192,73 @@ static inline char *fmt_u64(char *p, uint64_t v)
 		*p = (char)('0' + v);
 		return p + 1;
 	}
+	if (v < 100) {
+		p[0] = (char)('0' + v / 10);
+		p[1] = (char)('0' + v % 10);
+		return p + 2;
+	}
 	return fmt_u64_long(p, v);
 }
 
-/* Exactly width digits, zero-padded (printf's %0*u); v must be below 10^width. */
+/* Exactly width digits (1 to 9), zero-padded (printf's %0*u); v must be below 10^width. */
 static char *fmt_fixed(char *p, uint32_t v, unsigned width)
 {
-	fixed_digits_backwards(p + width, v, width);
-	return p + width;
-}
-
-static char *fmt_octet(char *p, unsigned b)
-{
-	if (b >= 100) {
-		*p++ = (char)('0' + b / 100);
-		b %= 100;
-		return fmt_str(p, digit_pairs + 2 * b, 2);
+	if (width > 8) {
+		*p++ = (char)('0' + v / 100000000);
+		v %= 100000000;
+		width = 8;
 	}
-	if (b >= 10)
-		return fmt_str(p, digit_pairs + 2 * b, 2);
-	*p++ = (char)('0' + b);
-	return p;
+	return fmt_digits(p, v, width);
 }
 
 static const char hex_digits[] = "0123456789abcdef";
 
-/* A 16-bit group in lower-case hex without leading zeros (RFC 5952 §4.1, §4.3). */
+/*
+ * A 16-bit group in lower-case hex without leading zeros (RFC 5952 §4.1,
+ * §4.3). Group lengths vary at random, so the four nibbles are spread one
+ * to a byte, turned into characters together ('0' + n, plus 39 more for
+ * n > 9 to reach 'a'), and shifted to drop the leading zeros.
+ */
 static char *fmt_hex_group(char *p, unsigned group)
 {
-	int shift = 12;
+	unsigned n = group ? (35 - (unsigned)__builtin_clz(group)) / 4 : 1;
+	uint32_t nibbles = (group >> 12 & 15) | (group >> 8 & 15) << 8 | (group >> 4 & 15) << 16 |
+			   (group & 15) << 24;
+	uint32_t above_nine = ((nibbles + 0x06060606u) >> 4) & 0x01010101u;
 
-	while (shift > 0 && (group >> shift) == 0)
-		shift -= 4;
-	for (; shift >= 0; shift -= 4)
-		*p++ = hex_digits[(group >> shift) & 15];
-	return p;
+	store32(p, (nibbles + 0x30303030u + above_nine * 39) >> (8 * (4 - n)));
+	return p + n;
 }
 
+/* Three digits and a dot, the first character in the low byte, for a word store. */
+#define OCTET_WORD(v) \
+	((uint32_t)('0' + (v) / 100) | (uint32_t)('0' + (v) / 10 % 10) << 8 | \
+	 (uint32_t)('0' + (v) % 10) << 16 | (uint32_t)'.' << 24)
+#define OCTET_WORDS4(v) OCTET_WORD(v), OCTET_WORD((v) + 1), OCTET_WORD((v) + 2), OCTET_WORD((v) + 3)
+#define OCTET_WORDS16(v) \
+	OCTET_WORDS4(v), OCTET_WORDS4((v) + 4), OCTET_WORDS4((v) + 8), OCTET_WORDS4((v) + 12)
+#define OCTET_WORDS64(v) \
+	OCTET_WORDS16(v), OCTET_WORDS16((v) + 16), OCTET_WORDS16((v) + 32), OCTET_WORDS16((v) + 48)
+
+static const uint32_t octet_words[256] = {
+	OCTET_WORDS64(0), OCTET_WORDS64(64), OCTET_WORDS64(128), OCTET_WORDS64(192),
+};
+
+/*
+ * Dotted quad. Octets have one to three digits at random, so each is
+ * stored as three digits and a dot in one word, shifted to drop its
+ * leading zeros: no branch to mispredict. The last dot is stored and
+ * not counted.
+ */
 static char *fmt_ipv4(char *p, const uint8_t b[4])
 {
 	for (int i = 0; i < 4; i++) {
-		if (i > 0)
-			*p++ = '.';
-		p = fmt_octet(p, b[i]);
+		unsigned n = 1 + (b[i] >= 10) + (b[i] >= 100);
+
+		store32(p, octet_words[b[i]] >> (8 * (3 - n)));
+		p += n + 1;
 	}
-	return p;
+	return p - 1;
 }
 
 /*
@@ -271,18 +335,6 @@ static char *fmt_endpoint(char *p, const struct mm_addr *a, uint16_t port, uint8
 	return fmt_u64(p, port);
 }
 
-#define SECONDS_US_MAX (U64_TEXT_MAX + 7)
-
-/* Seconds with microseconds, rounded to the nearest microsecond (as Zeek's %.6f does). */
-static char *fmt_seconds_us(char *p, uint64_t ns)
-{
-	uint64_t us = ns / 1000 + (ns % 1000 >= 500);
-
-	p = fmt_u64(p, us / 1000000);
-	*p++ = '.';
-	return fmt_fixed(p, (uint32_t)(us % 1000000), 6);
-}
-
 /* "YYYY-MM-DDT" of tm, as mm_time_format_iso writes it; returns the length. */
 static size_t date_text(const struct tm *tm, char out[DATE_TEXT_MAX])
 {
@@ -322,20 +374,17 @@ static char *fmt_hms(char *p, int hour, int min, int sec)
 	return fmt_fixed(p, (uint32_t)sec, 2);
 }
 
-#define TIME_ISO_MAX (DATE_TEXT_MAX + 16) /* date, "HH:MM:SS.uuuuuuZ" */
-
-/* mm_time_format_iso's text: microseconds truncated, not rounded. */
-static char *fmt_time_iso(char *p, struct date_cache *dc, uint64_t ns)
+/* Renders both texts of second secs into st: mm_time_format_iso's up to the seconds. */
+static void second_text_fill(struct date_cache *dc, struct second_text *st, uint64_t secs)
 {
-	uint64_t secs = ns / MM_NS_PER_SEC, day = secs / 86400;
+	uint64_t day = secs / 86400;
 	uint32_t in_day = (uint32_t)(secs % 86400);
+	char *p = st->iso;
 
 	if (!dc->valid || dc->day != day)
 		date_cache_fill(dc, day);
 	if (dc->plain) {
-		/* A fixed-size copy compiles to two moves; the reservation covers the whole array. */
-		memcpy(p, dc->text, DATE_TEXT_MAX);
-		p += dc->text_len;
+		p = fmt_str(p, dc->text, dc->text_len);
 		p = fmt_hms(p, (int)(in_day / 3600), (int)(in_day / 60 % 60), (int)(in_day % 60));
 	} else {
 		time_t t = (time_t)secs;
@@ -346,6 +395,79 @@ static char *fmt_time_iso(char *p, struct date_cache *dc, uint64_t ns)
 		p = fmt_str(p, text, date_text(&tm, text));
 		p = fmt_hms(p, tm.tm_hour, tm.tm_min, tm.tm_sec);
 	}
+	st->key = secs + 1;
+	st->iso_len = (uint8_t)(p - st->iso);
+	st->dec_len = (uint8_t)(fmt_u64(st->dec, secs) - st->dec);
+}
+
+static const struct second_text *second_text(struct text_cache *tc, uint64_t secs)
+{
+	struct second_text *st = &tc->seconds[secs % SECOND_CACHE];
+
+	if (st->key != secs + 1)
+		second_text_fill(&tc->dates, st, secs);
+	return st;
+}
+
+/* A cached text copied whole (a fixed-size copy is a few moves), then cut to its length. */
+#define COPY_TEXT(p, array, len) (memcpy((p), (array), sizeof(array)), (p) + (len))
+
+/*
+ * printf's %llu of a time in ns, the seconds' digits taken from the cache.
+ * Like every formatter, it stores at most STORE_SLACK bytes past its text's
+ * longest length (U64_TEXT_MAX here).
+ */
+static char *fmt_ns(char *p, struct text_cache *tc, uint64_t ns)
+{
+	const struct second_text *st;
+
+	if (ns < MM_NS_PER_SEC)
+		return fmt_u64(p, ns);
+	st = second_text(tc, ns / MM_NS_PER_SEC);
+	p = COPY_TEXT(p, st->dec, st->dec_len);
+	return fmt_fixed(p, (uint32_t)(ns % MM_NS_PER_SEC), 9);
+}
+
+#define SECONDS_US_MAX (U64_TEXT_MAX + 7)
+
+/* Microsecond rounding, as Zeek's %.6f does. */
+static uint64_t ns_to_us_rounded(uint64_t ns)
+{
+	return ns / 1000 + (ns % 1000 >= 500);
+}
+
+/* ".uuuuuu": the microseconds within the second. */
+static char *fmt_us_fraction(char *p, uint64_t us)
+{
+	*p++ = '.';
+	return fmt_fixed(p, (uint32_t)(us % 1000000), 6);
+}
+
+/* A time as seconds with rounded microseconds, the seconds' digits taken from the cache. */
+static char *fmt_time_seconds_us(char *p, struct text_cache *tc, uint64_t ns)
+{
+	uint64_t us = ns_to_us_rounded(ns);
+	const struct second_text *st = second_text(tc, us / 1000000);
+
+	return fmt_us_fraction(COPY_TEXT(p, st->dec, st->dec_len), us);
+}
+
+/* A duration as seconds with rounded microseconds (few seconds: no cache). */
+static char *fmt_duration_us(char *p, uint64_t ns)
+{
+	uint64_t us = ns_to_us_rounded(ns);
+
+	return fmt_us_fraction(fmt_u64(p, us / 1000000), us);
+}
+
+#define TIME_ISO_MAX (ISO_SECOND_MAX + 8) /* date, time, ".uuuuuuZ" */
+
+/* mm_time_format_iso's text: microseconds truncated, not rounded. */
+static char *fmt_time_iso(char *p, struct text_cache *tc, uint64_t ns)
+{
+	const struct second_text *st = second_text(tc, ns / MM_NS_PER_SEC);
+
+	p = COPY_TEXT(p, st->iso, st->iso_len);
 	*p++ = '.';
 	p = fmt_fixed(p, (uint32_t)(ns % MM_NS_PER_SEC / 1000), 6);
 	*p++ = 'Z';
@@ -413,15 +535,13 @@ static char *fmt_uid(char *p, uint64_t id)
 
 /* ---- the line: every append reserves its worst case first ---- */
 
-static void line_reset(struct line *l)
-{
-	l->len = 0;
-}
-
-/* Room for up to max bytes at the end of the line; running out is a bug. */
+/*
+ * Room for up to max bytes (and the formatters' slack) at the end of the
+ * buffer; running out is a bug, since a record starts with LINE_CAP left.
+ */
 static char *line_reserve(struct line *l, size_t max)
 {
-	MM_BUG(max >= LINE_CAP - l->len);
+	MM_BUG(max + STORE_SLACK >= OUT_CAP - l->len);
 	return l->buf + l->len;
 }
 
@@ -468,14 +588,24 @@ static void put_addr(struct line *l, const struct mm_addr *a)
 	line_commit(l, fmt_addr(line_reserve(l, MM_ADDR_STRLEN), a));
 }
 
-static void put_time_iso(struct line *l, struct date_cache *dc, uint64_t ns)
+static void put_ns(struct line *l, struct text_cache *tc, uint64_t ns)
 {
-	line_commit(l, fmt_time_iso(line_reserve(l, TIME_ISO_MAX), dc, ns));
+	line_commit(l, fmt_ns(line_reserve(l, U64_TEXT_MAX), tc, ns));
 }
 
-static void put_seconds_us(struct line *l, uint64_t ns)
+static void put_time_iso(struct line *l, struct text_cache *tc, uint64_t ns)
 {
-	line_commit(l, fmt_seconds_us(line_reserve(l, SECONDS_US_MAX), ns));
+	line_commit(l, fmt_time_iso(line_reserve(l, TIME_ISO_MAX), tc, ns));
+}
+
+static void put_time_seconds_us(struct line *l, struct text_cache *tc, uint64_t ns)
+{
+	line_commit(l, fmt_time_seconds_us(line_reserve(l, SECONDS_US_MAX), tc, ns));
+}
+
+static void put_duration_us(struct line *l, uint64_t ns)
+{
+	line_commit(l, fmt_duration_us(line_reserve(l, SECONDS_US_MAX), ns));
 }
 
 static void put_uid(struct line *l, uint64_t id)
@@ -583,18 +713,19 @@ static struct table_cell cell_of_str(const char *text)
 	return (struct table_cell){ text, strlen(text) };
 }
 
-static void table_record(struct line *l, struct date_cache *dates, const struct mm_flow *f)
+static void table_record(struct line *l, struct text_cache *tc, const struct mm_flow *f)
 {
-	char start[TIME_ISO_MAX], proto_buf[8], flags[9], duration[U64_TEXT_MAX + 4];
-	char src[ENDPOINT_TEXT_MAX], dst[ENDPOINT_TEXT_MAX];
-	char opkt[U64_TEXT_MAX], obytes[U64_TEXT_MAX], rpkt[U64_TEXT_MAX], rbytes[U64_TEXT_MAX];
+	char start[TIME_ISO_MAX + STORE_SLACK], proto_buf[8], flags[9], duration[U64_TEXT_MAX + 4 + STORE_SLACK];
+	char src[ENDPOINT_TEXT_MAX + STORE_SLACK], dst[ENDPOINT_TEXT_MAX + STORE_SLACK];
+	char opkt[U64_TEXT_MAX + STORE_SLACK], obytes[U64_TEXT_MAX + STORE_SLACK];
+	char rpkt[U64_TEXT_MAX + STORE_SLACK], rbytes[U64_TEXT_MAX + STORE_SLACK];
 	uint64_t dur_ms = (flow_duration_ns(f) + 500000) / 1000000;
 	char *p = fmt_u64(duration, dur_ms / 1000);
 	struct table_cell cells[N_TABLE_COLUMNS];
 
 	*p++ = '.';
 	cells[1] = cell_of(duration, fmt_fixed(p, (uint32_t)(dur_ms % 1000), 3));
-	cells[0] = cell_of(start, fmt_time_iso(start, dates, f->first_ns));
+	cells[0] = cell_of(start, fmt_time_iso(start, tc, f->first_ns));
 	cells[2] = cell_of_str(mm_proto_name(f->proto, proto_buf));
 	cells[3] = cell_of(src, fmt_endpoint(src, &f->src, f->src_port, f->proto));
 	cells[4] = cell_of(dst, fmt_endpoint(dst, &f->dst, f->dst_port, f->proto));
@@ -660,6 +791,14 @@ static char *fmt_flag_list(char *p, uint8_t flags, char sep)
 	return p;
 }
 
+static bool has_tunnel_parents(const struct mm_flow *f)
+{
+	for (size_t i = 0; i < MM_TUNNEL_PARENTS; i++)
+		if (f->tunnel_parents[i])
+			return true;
+	return false;
+}
+
 /* Non-zero tunnel parent ids joined by commas; returns the end. */
 static char *fmt_parent_list(char *p, const struct mm_flow *f)
 {
@@ -694,21 +833,23 @@ static char *fmt_csv_u64(char *p, uint64_t v)
 #define CSV_HEAD_MAX \
 	(UID_LEN + 1 + 21 * (U64_TEXT_MAX + 1) + 2 * (TIME_ISO_MAX + 1) + 3 * (MM_ADDR_STRLEN + 1))
 
-static void csv_record(struct line *l, struct date_cache *dates, const struct mm_flow *f)
+static void csv_record(struct line *l, struct text_cache *tc, const struct mm_flow *f)
 {
-	char list[LIST_TEXT_MAX];
+	char list[LIST_TEXT_MAX + STORE_SLACK];
 	/* The fixed-width head goes through a local cursor, checked once, not once a field. */
 	char *p = line_reserve(l, CSV_HEAD_MAX);
 
 	p = fmt_uid(p, f->id);
 	*p++ = ',';
 	p = fmt_csv_u64(p, f->id);
-	p = fmt_time_iso(p, dates, f->first_ns);
+	p = fmt_time_iso(p, tc, f->first_ns);
 	*p++ = ',';
-	p = fmt_time_iso(p, dates, f->last_ns);
+	p = fmt_time_iso(p, tc, f->last_ns);
 	*p++ = ',';
-	p = fmt_csv_u64(p, f->first_ns);
-	p = fmt_csv_u64(p, f->last_ns);
+	p = fmt_ns(p, tc, f->first_ns);
+	*p++ = ',';
+	p = fmt_ns(p, tc, f->last_ns);
+	*p++ = ',';
 	p = fmt_addr(p, &f->src);
 	*p++ = ',';
 	p = fmt_csv_u64(p, f->src_port);
@@ -737,6 +878,11 @@ static void csv_record(struct line *l, struct date_cache *dates, const struct mm
 	line_commit(l, p);
 
 	line_puts(l, mm_end_reason_name(f->end_reason));
+	/* Most flows have no flags, parents or countries: four empty fields. */
+	if (!f->flags && !has_tunnel_parents(f) && !f->src_country[0] && !f->dst_country[0]) {
+		LINE_LIT(l, ",,,,");
+		return;
+	}
 	line_putc(l, ',');
 	csv_field(l, list, (size_t)(fmt_flag_list(list, f->flags, '|') - list));
 	line_putc(l, ',');
@@ -789,7 +935,7 @@ static void json_quoted_addr(struct line *l, const struct mm_addr *a)
 	line_putc(l, '"');
 }
 
-static void ndjson_record(struct line *l, struct date_cache *dates, const struct mm_flow *f)
+static void ndjson_record(struct line *l, struct text_cache *tc, const struct mm_flow *f)
 {
 	bool any = false;
 
@@ -798,13 +944,13 @@ static void ndjson_record(struct line *l, struct date_cache *dates, const struct
 	LINE_LIT(l, "\",\"id\":");
 	put_u64(l, f->id);
 	LINE_LIT(l, ",\"first\":\"");
-	put_time_iso(l, dates, f->first_ns);
+	put_time_iso(l, tc, f->first_ns);
 	LINE_LIT(l, "\",\"first_ns\":");
-	put_u64(l, f->first_ns);
+	put_ns(l, tc, f->first_ns);
 	LINE_LIT(l, ",\"last\":\"");
-	put_time_iso(l, dates, f->last_ns);
+	put_time_iso(l, tc, f->last_ns);
 	LINE_LIT(l, "\",\"last_ns\":");
-	put_u64(l, f->last_ns);
+	put_ns(l, tc, f->last_ns);
 	LINE_LIT(l, ",\"src\":");
 	json_quoted_addr(l, &f->src);
 	LINE_LIT(l, ",\"src_port\":");
@@ -926,13 +1072,12 @@ static const char *zeek_proto(uint8_t proto)
 	return "unknown_transport";
 }
 
-static void zeek_record(struct line *l, struct date_cache *dates, const struct mm_flow *f)
+static void zeek_record(struct line *l, struct text_cache *tc, const struct mm_flow *f)
 {
 	uint64_t duration = flow_duration_ns(f);
 	bool any = false;
 
-	(void)dates; /* Zeek writes epoch seconds */
-	put_seconds_us(l, f->first_ns);
+	put_time_seconds_us(l, tc, f->first_ns);
 	line_putc(l, '\t');
 	put_uid(l, f->id);
 	line_putc(l, '\t');
@@ -946,7 +1091,7 @@ static void zeek_record(struct line *l, struct date_cache *dates, const struct m
 	LINE_LIT(l, "\t-\t");
 	/* Zeek leaves duration unset for a connection whose packets share one timestamp. */
 	if (duration)
-		put_seconds_us(l, duration);
+		put_duration_us(l, duration);
 	else
 		line_putc(l, '-');
 	/* Payload byte counts, state, locality and history need payload or
@@ -1012,20 +1157,39 @@ int mm_flow_writer_new(struct mm_flow_writer **out, enum mm_output_format fmt, F
 }
 
 /*
- * Writes the rendered line plus a newline. Callers hold the stream's lock
+ * Writes out the buffered lines. Callers hold the stream's lock
  * (flockfile) for a whole batch: taking it once a line cost as much as
  * rendering a short record.
  */
-static int emit_line(struct mm_flow_writer *w)
+static int write_out(struct mm_flow_writer *w)
 {
 	struct line *l = &w->line;
+	size_t len = l->len;
 
-	line_putc(l, '\n');
-	if (fwrite_unlocked(l->buf, 1, l->len, w->fp) != l->len) {
+	l->len = 0;
+	if (len != 0 && fwrite_unlocked(l->buf, 1, len, w->fp) != len) {
 		w->failed = true;
 		return mm_fail(MM_EIO, "output: %s: write failed: %s", w->ops->name, strerror(errno));
 	}
 	return 0;
+}
+
+/* Room for one more line of at most LINE_CAP bytes, writing the buffer out if need be. */
+static int make_room(struct mm_flow_writer *w)
+{
+	return OUT_CAP - w->line.len < LINE_CAP ? write_out(w) : 0;
+}
+
+/* Renders a header or trailer line (write_out sends it). */
+static int add_frame_line(struct mm_flow_writer *w, void (*render)(struct line *l))
+{
+	int rc = make_room(w);
+
+	if (rc == 0) {
+		render(&w->line);
+		line_putc(&w->line, '\n');
+	}
+	return rc;
 }
 
 static int write_header_once(struct mm_flow_writer *w)
@@ -1033,9 +1197,7 @@ static int write_header_once(struct mm_flow_writer *w)
 	if (w->header_written || !w->ops->header)
 		return 0;
 	w->header_written = true;
-	line_reset(&w->line);
-	w->ops->header(&w->line);
-	return emit_line(w);
+	return add_frame_line(w, w->ops->header);
 }
 
 static int refuse_after_failure(const struct mm_flow_writer *w)
@@ -1052,10 +1214,15 @@ int mm_flow_writer_write(struct mm_flow_writer *w, const struct mm_flow *flows, 
 	flockfile(w->fp);
 	rc = write_header_once(w);
 	for (size_t i = 0; rc == 0 && i < n; i++) {
-		line_reset(&w->line);
-		w->ops->record(&w->line, &w->dates, &flows[i]);
-		rc = emit_line(w);
+		rc = make_room(w);
+		if (rc == 0) {
+			w->ops->record(&w->line, &w->texts, &flows[i]);
+			line_putc(&w->line, '\n');
+		}
 	}
+	/* Every call's records leave before it returns: output is streamed, not held. */
+	if (rc == 0)
+		rc = write_out(w);
 	funlockfile(w->fp);
 	return rc;
 }
@@ -1068,11 +1235,10 @@ int mm_flow_writer_finish(struct mm_flow_writer *w)
 		return refuse_after_failure(w);
 	flockfile(w->fp);
 	rc = write_header_once(w);
-	if (rc == 0 && w->ops->trailer) {
-		line_reset(&w->line);
-		w->ops->trailer(&w->line);
-		rc = emit_line(w);
-	}
+	if (rc == 0 && w->ops->trailer)
+		rc = add_frame_line(w, w->ops->trailer);
+	if (rc == 0)
+		rc = write_out(w);
 	funlockfile(w->fp);
 	if (rc == 0 && (fflush(w->fp) != 0 || ferror(w->fp))) {
 		w->failed = true;
