@@ -429,6 +429,8 @@ static void random_time_range(struct mm_query_exec_options *opt)
 		opt->until_ns = opt->since_ns + below(3 * HOUR_NS);
 	}
 	opt->n_threads = 1 + (unsigned)below(4);
+	/* Half the aggregations keep tables so small that their groups go to hash partitions. */
+	opt->table_max = below(2) ? 0 : (4 << 10) + below(60 << 10);
 }
 
 /*
@@ -571,29 +573,108 @@ Test(query_exec, zone_maps_skip_what_cannot_match)
 	small_store_close(&s);
 }
 
+static void spec_of(struct mm_qagg *spec, const char *keys, const char *distinct, uint64_t top, uint64_t every_ns)
+{
+	mm_qagg_init(spec);
+	if (keys)
+		cr_assert_eq(mm_qagg_parse_keys(keys, spec->keys, MM_QAGG_MAX_KEYS, &spec->n_keys), 0);
+	if (distinct)
+		cr_assert_eq(mm_qagg_parse_keys(distinct, spec->distinct, MM_QAGG_MAX_DISTINCT, &spec->n_distinct), 0);
+	spec->order_by = MM_QM_BYTES;
+	spec->top_n = top;
+	spec->every_ns = every_ns;
+}
+
 Test(query_exec, memory_cap_stops_with_a_clear_message)
 {
 	struct small_store s;
 	struct mm_query_exec_options opt;
+	struct mm_query_exec_stats stats;
 	struct mm_qagg spec;
 	struct mm_qagg_row *rows = NULL;
 	size_t n_rows = 0;
 	struct mm_query *q;
 
-	small_store_open(&s, 20000, 4096);
+	small_store_open(&s, 60000, 4096);
 	q = parse_ok("any");
-	mm_qagg_init(&spec);
-	cr_assert_eq(mm_qagg_parse_keys("srcip,dstip,srcport", spec.keys, MM_QAGG_MAX_KEYS, &spec.n_keys), 0);
+	spec_of(&spec, "srcip,dstip,srcport", NULL, 0, 0);
 	mm_query_exec_options_default(&opt);
-	opt.max_memory = 256 << 10; /* ~20000 groups of 192 bytes need about 4 MiB */
+	opt.n_threads = 1;
+	opt.max_memory = 256 << 10; /* 60000 groups of 64 bytes need about 4 MiB */
 	cr_assert_eq(mm_query_aggregate(s.st, q, &spec, &opt, &rows, &n_rows, NULL), MM_ELIMIT);
 	cr_assert_null(rows);
 	cr_assert(strstr(mm_last_error(), "memory cap of 256 KiB") != NULL, "%s", mm_last_error());
 	cr_assert(strstr(mm_last_error(), "--max-memory") != NULL, "%s", mm_last_error());
 
+	/* A table of 256 KiB fits; 60000 partitioned records of 64 bytes do not fit the rest. */
+	opt.table_max = 256 << 10;
+	opt.max_memory = 2 << 20;
+	cr_assert_eq(mm_query_aggregate(s.st, q, &spec, &opt, &rows, &n_rows, NULL), MM_ELIMIT);
+	cr_assert_null(rows);
+	cr_assert(strstr(mm_last_error(), "memory cap of 2 MiB") != NULL, "%s", mm_last_error());
+
 	opt.max_memory = 64 << 20;
-	cr_assert_eq(mm_query_aggregate(s.st, q, &spec, &opt, &rows, &n_rows, NULL), 0, "%s", mm_last_error());
-	cr_assert_gt(n_rows, 19000, "random 5-tuples barely repeat, got %zu groups", n_rows);
+	cr_assert_eq(mm_query_aggregate(s.st, q, &spec, &opt, &rows, &n_rows, &stats), 0, "%s", mm_last_error());
+	cr_assert_gt(stats.records_partitioned, 50000);
+	cr_assert_gt(n_rows, 57000, "random 5-tuples barely repeat, got %zu groups", n_rows);
+	free(rows);
+	mm_query_free(q);
+	small_store_close(&s);
+}
+
+/*
+ * Keys that barely repeat outgrow the per-thread tables (kept at 64 KiB
+ * here, 16 MiB by default), which then empty into hash partitions
+ * (query_exec.c, "radix-partitioned aggregation"); the answers must still
+ * be the reference's, whatever the thread count.
+ */
+Test(query_exec, many_groups_are_partitioned_and_equal_the_reference, .timeout = 300)
+{
+	static const struct {
+		const char *keys, *distinct;
+		uint64_t top, every_ns;
+	} cases[] = {
+		{ "srcip,dstip,srcport", NULL, 10, 0 },  /* a group per flow */
+		{ "srcip,dstip,srcport", "dstport", 0, 0 },
+		{ "srcip", "dstip", 5, 300 * SEC_NS },    /* top n per bucket */
+		{ NULL, "srcip,dstip", 0, 0 },            /* one group, about a value per flow */
+		{ "dstip", "srcip", 3, 0 },
+	};
+	struct small_store s;
+	struct mm_query_exec_options opt;
+	struct mm_query_exec_stats stats;
+	struct mm_qagg spec;
+	struct mm_qagg_row *rows;
+	size_t n_rows;
+	struct mm_query *q;
+
+	small_store_open(&s, 20000, 4096);
+	q = parse_ok("any");
+	/* Each case on one thread and on three. */
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		for (unsigned threads = 1; threads <= 3; threads += 2) {
+			char label[96];
+
+			snprintf(label, sizeof(label), "keys %s distinct %s, %u threads", cases[i].keys ? cases[i].keys : "-",
+				 cases[i].distinct ? cases[i].distinct : "-", threads);
+			spec_of(&spec, cases[i].keys, cases[i].distinct, cases[i].top, cases[i].every_ns);
+			mm_query_exec_options_default(&opt);
+			opt.n_threads = threads;
+			opt.table_max = 64 << 10;
+			check_aggregate(s.st, q, &spec, s.flows, s.n, &opt, label);
+			cr_assert_eq(mm_query_aggregate(s.st, q, &spec, &opt, &rows, &n_rows, &stats), 0, "%s",
+				     mm_last_error());
+			cr_assert_gt(stats.records_partitioned, 0, "%s: no record went to a partition", label);
+			free(rows);
+		}
+	}
+	/* Few groups (ports) stay in the per-thread tables: no partitions, same answer. */
+	spec_of(&spec, "dstport", NULL, 10, 0);
+	mm_query_exec_options_default(&opt);
+	opt.n_threads = 3;
+	check_aggregate(s.st, q, &spec, s.flows, s.n, &opt, "top 10 dstport");
+	cr_assert_eq(mm_query_aggregate(s.st, q, &spec, &opt, &rows, &n_rows, &stats), 0, "%s", mm_last_error());
+	cr_assert_eq(stats.records_partitioned, 0);
 	free(rows);
 	mm_query_free(q);
 	small_store_close(&s);

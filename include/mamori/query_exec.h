@@ -26,6 +26,8 @@ struct mm_query_exec_options {
 	unsigned n_threads;          /* 0: one per online CPU */
 	size_t max_memory;           /* bytes of aggregation state (groups, distinct sets); 0: default */
 	uint64_t limit;              /* listing: stop after this many flows; 0 = all */
+	size_t table_max;            /* aggregation: bytes a thread's table grows to before its groups
+					go to hash partitions (docs/query.md); 0: 16 MiB */
 };
 
 /* Whole time range, one thread per CPU, the default memory cap, no limit. */
@@ -40,6 +42,8 @@ struct mm_query_exec_stats {
 	uint64_t rows_scanned;               /* rows of the chunks not skipped */
 	uint64_t rows_matched;               /* passed the filter (listing: may pass the limit) */
 	unsigned threads;
+	uint64_t records_partitioned;        /* aggregation: group and distinct records written to hash
+						partitions; 0 when every thread's table stayed in cache */
 };
 
 /*
@@ -57,10 +61,13 @@ int mm_query_list(struct mm_store *st, const struct mm_query *q, const struct mm
 /*
  * Aggregates the matching flows as mm_qagg_ref would: the same rows, sums,
  * exact distinct counts (no sketches) and order (docs/query.md), top_n cut
- * per bucket. Each thread aggregates into its own keyed hash table; the
- * tables are merged at the end. When groups and distinct values would
- * exceed opt->max_memory the run stops with MM_ELIMIT and a message saying
- * how to narrow the query. *rows (malloc'd, free()) holds *n_rows rows.
+ * per bucket. Each thread aggregates into its own keyed hash table, merged
+ * at the end while they stay small; a table that outgrows the cache is
+ * emptied into hash partitions instead, aggregated one partition at a time
+ * on every thread (docs/query.md). When groups, distinct values and
+ * partitioned records would exceed opt->max_memory the run stops with
+ * MM_ELIMIT and a message saying how to narrow the query. *rows
+ * (malloc'd, free()) holds *n_rows rows.
  */
 int mm_query_aggregate(struct mm_store *st, const struct mm_query *q, const struct mm_qagg *spec,
 		       const struct mm_query_exec_options *opt, struct mm_qagg_row **rows, size_t *n_rows,

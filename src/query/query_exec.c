@@ -4,7 +4,9 @@
  * every term never / maybe / always, and only "maybe" terms decode their
  * columns and run a tight loop per operator and width into a byte mask.
  * Workers take chunks in store order; listings are re-sequenced so output
- * order never depends on threads, aggregations merge per-thread tables.
+ * order never depends on threads. Aggregations merge per-thread tables
+ * while they fit the cache, and partition their groups by hash beyond that
+ * (see "radix-partitioned aggregation").
  */
 #include "mamori/query_exec.h"
 
@@ -32,7 +34,8 @@ void mm_query_exec_options_default(struct mm_query_exec_options *opt)
 					       .until_ns = UINT64_MAX,
 					       .n_threads = 0,
 					       .max_memory = MM_QUERY_EXEC_DEFAULT_MEMORY,
-					       .limit = 0 };
+					       .limit = 0,
+					       .table_max = 0 };
 }
 
 /* --- the compiled filter ------------------------------------------------- */
@@ -952,7 +955,11 @@ struct run {
 
 	/* aggregation */
 	const struct mm_qagg *spec;
-	struct agg_table *tables; /* one per thread */
+	struct mm_hash_key hash_key; /* every table's and partition's: one key, one hash per key */
+	struct agg_table *tables;    /* one per thread */
+	struct part_worker *parts;   /* one per thread, once the groups are partitioned */
+	size_t next_part;
+	bool parts_distinct;         /* the partitions' distinct records are counted now, not groups */
 	atomic_size_t mem_used;
 };
 
@@ -1268,6 +1275,14 @@ static void entry_set_release(struct entry_set *s)
 	free(s->slots);
 }
 
+/* Empties s and keeps its memory (and its charge) for the next use. */
+static void entry_set_reset(struct entry_set *s)
+{
+	s->n = 0;
+	if (s->slots)
+		memset(s->slots, 0, s->n_slots * sizeof(*s->slots));
+}
+
 /* Keys are whole 64-bit words (bucket, 16-byte values, distinct entries): compared inline. */
 static bool key_equal(const unsigned char *a, const unsigned char *b, size_t len)
 {
@@ -1403,9 +1418,6 @@ static int entry_find_or_add(struct entry_set *s, const void *key, size_t *index
 	return entry_find_or_add_hashed(s, key, entry_hash(s, key), index, added);
 }
 
-/* A row's key is its bucket and key values, laid out as the front of struct mm_qagg_row. */
-_Static_assert(offsetof(struct mm_qagg_row, key) == sizeof(uint64_t), "row key follows bucket_ns");
-
 struct distinct_entry {
 	uint32_t row;
 	uint32_t which;
@@ -1420,39 +1432,129 @@ struct distinct_entry {
  */
 enum { SUM_FLOWS, SUM_PACKETS, SUM_BYTES, SUM_DISTINCT };
 
+/* Partitioned aggregation (see "radix-partitioned aggregation" below). */
+#define PART_BITS 10
+#define N_PARTS (1u << PART_BITS)
+#define LOCAL_TABLE_BYTES ((size_t)1 << 20)
+#define LOCAL_TABLE_MAX ((size_t)16 << 20)
+#define SPILL_BLOCK_MIN ((size_t)1 << 10)
+#define SPILL_BLOCK_MAX ((size_t)64 << 10)
+
 struct agg_table {
-	struct mm_hash_key hash_key;
 	struct entry_set rows;     /* key, then SUM_DISTINCT + n_distinct uint64_t sums */
 	struct entry_set distinct; /* struct distinct_entry */
+	struct spill *spill;       /* NULL until the table first empties into partitions */
+	size_t limit;              /* bytes of entries and slots that make it empty into them */
+	size_t limit_max;          /* what limit may grow to */
+	uint64_t rows_in;          /* rows the table took since it was last emptied */
+	bool direct_groups;        /* rows go straight to the partitions, not through rows */
+	bool direct_distinct;      /* distinct values likewise, not through distinct */
 };
 
-static int agg_table_init(struct agg_table *t, const struct mm_qagg *spec, struct run *r)
+static size_t memory_cap(const struct run *r)
 {
-	size_t key_len = sizeof(uint64_t) + spec->n_keys * sizeof(union mm_qkey_value);
-	size_t cap = r->opt->max_memory ? r->opt->max_memory : MM_QUERY_EXEC_DEFAULT_MEMORY;
-	size_t entry = key_len + (SUM_DISTINCT + spec->n_distinct) * sizeof(uint64_t);
-
-	t->rows = (struct entry_set){ &t->hash_key, &r->mem_used, cap, entry, key_len, NULL, 0, 0, NULL, 0 };
-	t->distinct = (struct entry_set){ &t->hash_key, &r->mem_used, cap,
-					  sizeof(struct distinct_entry), sizeof(struct distinct_entry),
-					  NULL, 0, 0, NULL, 0 };
-	return mm_hash_key_random(&t->hash_key);
+	return r->opt->max_memory ? r->opt->max_memory : MM_QUERY_EXEC_DEFAULT_MEMORY;
 }
 
-static void agg_table_release(struct agg_table *t)
+/* An empty set of entries of entry_size bytes found by their first key_len, charged to r. */
+static struct entry_set run_entry_set(struct run *r, size_t entry_size, size_t key_len)
 {
-	entry_set_release(&t->rows);
-	entry_set_release(&t->distinct);
+	return (struct entry_set){ &r->hash_key, &r->mem_used, memory_cap(r), entry_size, key_len,
+				   NULL, 0, 0, NULL, 0 };
 }
 
-static unsigned char *group_key(const struct agg_table *t, size_t i)
+/*
+ * A group's key is packed while aggregating: the bucket (only when there
+ * are buckets), then each key value in its own width (an address 16 bytes,
+ * a port 2, a protocol 1), zero-padded to whole 64-bit words for
+ * key_equal. A 5-tuple group is 40 bytes of key instead of 88, a --stats
+ * key is empty: fewer bytes to hash, keep and write to partitions.
+ */
+static size_t key_width(enum mm_qkey_kind kind)
 {
-	return t->rows.entries + i * t->rows.entry_size;
+	switch (kind) {
+	case MM_QK_SRCIP:
+	case MM_QK_DSTIP:
+	case MM_QK_SRCNET:
+	case MM_QK_DSTNET: return sizeof(struct mm_addr);
+	case MM_QK_SRCCOUNTRY:
+	case MM_QK_DSTCOUNTRY: return 2;
+	case MM_QK_PROTO: return sizeof(uint8_t);
+	case MM_QK_SRCPORT:
+	case MM_QK_DSTPORT: return sizeof(uint16_t);
+	default: return sizeof(uint32_t); /* AS numbers */
+	}
 }
 
-static uint64_t *group_sums(const struct agg_table *t, size_t i)
+static size_t group_key_len(const struct mm_qagg *spec)
 {
-	return (uint64_t *)(void *)(group_key(t, i) + t->rows.key_len);
+	size_t len = spec->every_ns ? sizeof(uint64_t) : 0;
+
+	for (size_t i = 0; i < spec->n_keys; i++)
+		len += key_width(spec->keys[i].kind);
+	return (len + 7) & ~(size_t)7;
+}
+
+/* Writes one key value at p in its width; returns the next position. */
+static unsigned char *pack_value(unsigned char *p, enum mm_qkey_kind kind, const union mm_qkey_value *v)
+{
+	size_t w = key_width(kind);
+
+	if (w == sizeof(struct mm_addr))
+		memcpy(p, v->addr.b, w);
+	else if (kind == MM_QK_SRCCOUNTRY || kind == MM_QK_DSTCOUNTRY)
+		memcpy(p, v->country, w);
+	else
+		for (size_t i = 0; i < w; i++)
+			p[i] = (uint8_t)(v->u >> (8 * i));
+	return p + w;
+}
+
+/* The row's bucket and key values from a packed key, the rest of the row untouched (zero). */
+static void unpack_key(const struct mm_qagg *spec, const unsigned char *p, struct mm_qagg_row *row)
+{
+	if (spec->every_ns) {
+		memcpy(&row->bucket_ns, p, sizeof(uint64_t));
+		p += sizeof(uint64_t);
+	}
+	for (size_t j = 0; j < spec->n_keys; j++) {
+		enum mm_qkey_kind kind = spec->keys[j].kind;
+		size_t w = key_width(kind);
+
+		memset(&row->key[j], 0, sizeof(row->key[j]));
+		if (w == sizeof(struct mm_addr))
+			memcpy(row->key[j].addr.b, p, w);
+		else if (kind == MM_QK_SRCCOUNTRY || kind == MM_QK_DSTCOUNTRY)
+			memcpy(row->key[j].country, p, w);
+		else
+			for (size_t i = 0; i < w; i++)
+				row->key[j].u |= (uint32_t)p[i] << (8 * i);
+		p += w;
+	}
+}
+
+static size_t group_entry_size(const struct mm_qagg *spec)
+{
+	return group_key_len(spec) + (SUM_DISTINCT + spec->n_distinct) * sizeof(uint64_t);
+}
+
+static void agg_table_init(struct agg_table *t, const struct mm_qagg *spec, struct run *r)
+{
+	t->rows = run_entry_set(r, group_entry_size(spec), group_key_len(spec));
+	t->distinct = run_entry_set(r, sizeof(struct distinct_entry), sizeof(struct distinct_entry));
+	t->spill = NULL;
+	t->limit_max = r->opt->table_max ? r->opt->table_max : LOCAL_TABLE_MAX;
+	t->limit = t->limit_max < LOCAL_TABLE_BYTES ? t->limit_max : LOCAL_TABLE_BYTES;
+}
+
+static unsigned char *group_key(const struct entry_set *groups, size_t i)
+{
+	return groups->entries + i * groups->entry_size;
+}
+
+static uint64_t *group_sums(const struct entry_set *groups, size_t i)
+{
+	return (uint64_t *)(void *)(group_key(groups, i) + groups->key_len);
 }
 
 static void distinct_entry_set(struct distinct_entry *d, size_t row, uint32_t which, const union mm_qkey_value *v)
@@ -1471,7 +1573,7 @@ static int add_distinct_hashed(struct agg_table *t, const struct distinct_entry 
 	int rc = entry_find_or_add_hashed(&t->distinct, d, hash, &index, &added);
 
 	if (rc == 0 && added)
-		group_sums(t, d->row)[SUM_DISTINCT + d->which]++;
+		group_sums(&t->rows, d->row)[SUM_DISTINCT + d->which]++;
 	return rc;
 }
 
@@ -1481,6 +1583,207 @@ static int add_distinct(struct agg_table *t, size_t row, uint32_t which, const u
 
 	distinct_entry_set(&d, row, which, v);
 	return add_distinct_hashed(t, &d, entry_hash(&t->distinct, &d));
+}
+
+/* --- radix-partitioned aggregation ------------------------------------------ */
+
+/*
+ * A table of millions of groups misses the cache on nearly every row, and
+ * one such table per thread then has to be merged on one thread. So a
+ * worker's table stays small: once it outgrows LOCAL_TABLE_BYTES (about
+ * what a core's L2 holds; more for keys that need a bigger table to
+ * repeat, see table_spill_decide) it is emptied into N_PARTS partitions
+ * chosen by the top bits of each key's hash, and the emptied table goes
+ * on absorbing repeated keys. When the scan is done, each partition holds
+ * every record of its keys from every thread; the threads take partitions
+ * in turn and aggregate each into a table that fits the cache. A group
+ * lives in one partition only, so nothing is merged across partitions:
+ * each contributes the rows that can make its buckets' top n (or all of
+ * them), which are then ordered once. Queries with few groups never
+ * outgrow the table and keep the per-thread tables and their merge.
+ *
+ * Distinct values take the same road as records (group key, which
+ * distinct key, value), partitioned by their own hash so that one group
+ * with millions of values (--stats --distinct) still spreads over every
+ * partition: a partition counts each record once and adds the count to
+ * its group as a record into the group partitions, aggregated after.
+ *
+ * Records sit in blocks charged to the query's memory cap; a partition's
+ * blocks are freed as soon as it is aggregated.
+ */
+
+/* A distinct record: the group's key, then these. */
+struct distinct_tail {
+	uint64_t which;
+	union mm_qkey_value value;
+};
+
+_Static_assert(sizeof(struct mm_qagg_row) + sizeof(struct distinct_tail) <= SPILL_BLOCK_MIN,
+	       "a block holds any record");
+
+struct spill_block {
+	struct spill_block *next;
+	size_t used, cap;     /* used: set once the block is no longer its list's tail */
+	unsigned char data[]; /* whole records */
+};
+
+/* The tail's free room is kept here, so appending reads the (small, hot) list array only. */
+struct spill_list {
+	struct spill_block *head, *tail;
+	unsigned char *pos, *end; /* tail->data + tail->used, tail->data + tail->cap */
+};
+
+struct spill {
+	struct spill_list groups[N_PARTS];   /* group entries: key, then sums */
+	struct spill_list distinct[N_PARTS]; /* group key, then struct distinct_tail */
+	uint64_t records;                    /* appended, for mm_query_exec_stats */
+};
+
+static unsigned part_of(uint64_t hash)
+{
+	return (unsigned)(hash >> (64 - PART_BITS));
+}
+
+/*
+ * Room for a record of len bytes at *out, in list l of spill s; budget is
+ * the set whose memory cap new blocks are charged to.
+ */
+static int spill_reserve(struct entry_set *budget, struct spill *s, struct spill_list *l, size_t len,
+			 unsigned char **out)
+{
+	if (!l->tail || (size_t)(l->end - l->pos) < len) {
+		struct spill_block *b = l->tail;
+		size_t cap = !b ? SPILL_BLOCK_MIN : b->cap < SPILL_BLOCK_MAX / 2 ? b->cap * 2 : SPILL_BLOCK_MAX;
+		int rc = charge(budget, sizeof(*b) + cap);
+
+		if (rc < 0)
+			return rc;
+		b = malloc(sizeof(*b) + cap);
+		if (!b)
+			return mm_fail(MM_ENOMEM, "query: out of memory for %zu bytes of partitioned groups", cap);
+		b->next = NULL;
+		b->used = 0;
+		b->cap = cap;
+		if (l->tail) {
+			l->tail->used = (size_t)(l->pos - l->tail->data);
+			l->tail->next = b;
+		} else {
+			l->head = b;
+		}
+		l->tail = b;
+		l->pos = b->data;
+		l->end = b->data + cap;
+	}
+	*out = l->pos;
+	l->pos += len;
+	s->records++;
+	/*
+	 * The list's next record comes about N_PARTS records from now: have
+	 * its last line (the one no record has touched yet) in cache by then.
+	 */
+	if ((size_t)(l->end - l->pos) >= len)
+		__builtin_prefetch(l->pos + len - 1, 1);
+	return 0;
+}
+
+static int spill_append(struct entry_set *budget, struct spill *s, struct spill_list *l, const void *rec,
+			size_t len)
+{
+	unsigned char *to;
+	int rc = spill_reserve(budget, s, l, len, &to);
+
+	if (rc == 0)
+		memcpy(to, rec, len);
+	return rc;
+}
+
+static void spill_list_free(struct spill_list *l, atomic_size_t *mem_used)
+{
+	for (struct spill_block *b = l->head, *next; b; b = next) {
+		next = b->next;
+		atomic_fetch_sub(mem_used, sizeof(*b) + b->cap);
+		free(b);
+	}
+	l->head = l->tail = NULL;
+	l->pos = l->end = NULL;
+}
+
+static void agg_table_release(struct agg_table *t)
+{
+	entry_set_release(&t->rows);
+	entry_set_release(&t->distinct);
+	if (t->spill) {
+		for (unsigned p = 0; p < N_PARTS; p++) {
+			spill_list_free(&t->spill->groups[p], t->rows.mem_used);
+			spill_list_free(&t->spill->distinct[p], t->rows.mem_used);
+		}
+		free(t->spill);
+	}
+}
+
+/* Whether the table's entries and their slots (at most two per entry) pass its limit. */
+static bool table_outgrew_cache(const struct agg_table *t)
+{
+	size_t slot = 2 * sizeof(uint32_t);
+
+	return t->rows.n * (t->rows.entry_size + slot) + t->distinct.n * (t->distinct.entry_size + slot) >
+	       t->limit;
+}
+
+/*
+ * Empties t into its partitions, distinct entries first (they name their
+ * group by its number in t). Scanning workers pass recount: their groups'
+ * distinct counts are dropped, the partitions count every value again.
+ */
+/* Adds the distinct record (group key, which, value) to its partition. */
+static int spill_distinct(struct agg_table *t, const void *group, uint32_t which, const union mm_qkey_value *v)
+{
+	size_t key_len = t->rows.key_len, len = key_len + sizeof(struct distinct_tail);
+	unsigned char rec[sizeof(struct mm_qagg_row) + sizeof(struct distinct_tail)];
+	struct distinct_tail tail = { .which = which, .value = *v };
+
+	memcpy(rec, group, key_len);
+	memcpy(rec + key_len, &tail, sizeof(tail));
+	return spill_append(&t->rows, t->spill, &t->spill->distinct[part_of(mm_siphash13(t->rows.hash_key, rec, len))],
+			    rec, len);
+}
+
+static int table_spill(struct agg_table *t, bool recount)
+{
+	struct entry_set *rows = &t->rows;
+	size_t key_len = rows->key_len;
+	size_t n_distinct = (rows->entry_size - key_len) / sizeof(uint64_t) - SUM_DISTINCT;
+	int rc = 0;
+
+	if (!t->spill) {
+		rc = charge(rows, sizeof(*t->spill));
+		if (rc < 0)
+			return rc;
+		t->spill = calloc(1, sizeof(*t->spill));
+		if (!t->spill)
+			return mm_fail(MM_ENOMEM, "query: out of memory for %u aggregation partitions", N_PARTS);
+	}
+	for (size_t i = 0; i < t->distinct.n && rc == 0; i++) {
+		const struct distinct_entry *d = (const void *)(t->distinct.entries + i * sizeof(*d));
+
+		rc = spill_distinct(t, group_key(rows, d->row), d->which, &d->value);
+	}
+	for (size_t i = 0; i < rows->n && rc == 0; i++) {
+		const unsigned char *e = group_key(rows, i);
+		unsigned char *to;
+
+		rc = spill_reserve(rows, t->spill, &t->spill->groups[part_of(entry_hash(rows, e))], rows->entry_size,
+				   &to);
+		if (rc < 0)
+			break;
+		memcpy(to, e, rows->entry_size);
+		if (recount)
+			memset(to + key_len + SUM_DISTINCT * sizeof(uint64_t), 0, n_distinct * sizeof(uint64_t));
+	}
+	entry_set_reset(rows);
+	entry_set_reset(&t->distinct);
+	t->rows_in = 0;
+	return rc;
 }
 
 /* --- key values straight from columns -------------------------------------- */
@@ -1617,12 +1920,17 @@ static int agg_chunk_load(struct agg_chunk *c, const struct mm_qagg *spec, struc
 #define AGG_BLOCK 16
 
 struct agg_block {
-	struct mm_qagg_row key[AGG_BLOCK]; /* only the first key_len bytes are used */
+	unsigned char key[AGG_BLOCK][sizeof(struct mm_qagg_row)]; /* packed (group_key_len) */
 	uint64_t hash[AGG_BLOCK];
 	size_t group[AGG_BLOCK];
 	bool repeat[AGG_BLOCK];            /* same key as the row before: no lookup */
 	struct distinct_entry d[AGG_BLOCK];
 };
+
+static unsigned char *block_key(struct agg_block *b, size_t k)
+{
+	return b->key[k];
+}
 
 /* Finds or adds the groups of a block's rows: hash and prefetch all, then probe. */
 static int block_groups(struct agg_table *t, struct agg_block *b, size_t nb)
@@ -1633,7 +1941,7 @@ static int block_groups(struct agg_table *t, struct agg_block *b, size_t nb)
 
 	for (size_t k = 0; k < nb; k++)
 		if (!b->repeat[k]) {
-			b->hash[k] = entry_hash(rows, &b->key[k]);
+			b->hash[k] = entry_hash(rows, block_key(b, k));
 			entry_prefetch_slot(rows, b->hash[k]);
 		}
 	for (size_t k = 0; k < nb; k++)
@@ -1644,7 +1952,7 @@ static int block_groups(struct agg_table *t, struct agg_block *b, size_t nb)
 			b->group[k] = b->group[k - 1];
 			continue;
 		}
-		rc = entry_find_or_add_hashed(rows, &b->key[k], b->hash[k], &b->group[k], &added);
+		rc = entry_find_or_add_hashed(rows, block_key(b, k), b->hash[k], &b->group[k], &added);
 		if (rc < 0)
 			return rc;
 	}
@@ -1675,6 +1983,94 @@ static int block_distinct(struct agg_table *t, const struct agg_chunk *c, struct
 	return 0;
 }
 
+/* A row's packets and bytes, scaled by its sampling rate when the spec says so. */
+static void row_amounts(const struct mm_qagg *spec, const struct agg_chunk *c, size_t i, uint64_t *packets,
+			uint64_t *bytes)
+{
+	uint64_t m = c->rate ? mm_qagg_scale(spec, c->rate[i]) : 1;
+
+	*packets = (c->fp[i] + c->rp[i]) * m;
+	*bytes = (c->fb[i] + c->rb[i]) * m;
+}
+
+/* The block's rows as group records straight into the partitions (see table_spill_decide). */
+static int block_direct_groups(struct agg_table *t, const struct mm_qagg *spec, const struct agg_chunk *c,
+			       const uint32_t *sel, size_t nb, struct agg_block *b)
+{
+	struct entry_set *rows = &t->rows;
+	uint64_t sums[SUM_DISTINCT + MM_QAGG_MAX_DISTINCT] = { 0 };
+	int rc;
+
+	for (size_t k = 0; k < nb; k++) {
+		unsigned char *to;
+
+		rc = spill_reserve(rows, t->spill, &t->spill->groups[part_of(entry_hash(rows, block_key(b, k)))],
+				   rows->entry_size, &to);
+		if (rc < 0)
+			return rc;
+		sums[SUM_FLOWS] = 1;
+		row_amounts(spec, c, sel[k], &sums[SUM_PACKETS], &sums[SUM_BYTES]);
+		memcpy(to, block_key(b, k), rows->key_len);
+		memcpy(to + rows->key_len, sums, rows->entry_size - rows->key_len);
+	}
+	return 0;
+}
+
+/* The block's values of distinct key j as distinct records straight into the partitions. */
+static int block_direct_distinct(struct agg_table *t, const struct agg_chunk *c, const uint32_t *sel, size_t nb,
+				 struct agg_block *b, uint32_t j)
+{
+	for (size_t k = 0; k < nb; k++) {
+		union mm_qkey_value v;
+		int rc;
+
+		key_value_at(&c->distinct[j], sel[k], &v);
+		rc = spill_distinct(t, block_key(b, k), j, &v);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+/*
+ * A scanning worker's table outgrew its limit. A table that does not
+ * halve what goes through it may just be too small for the query's keys
+ * (65536 /24 networks): it doubles, up to limit_max. Past that,
+ * it is emptied into the partitions, and goes on in front of them only
+ * while it halves what goes through it; otherwise (keys barely repeat, as
+ * with 5-tuples) rows and values skip it for the rest of the scan.
+ */
+static int table_spill_decide(struct agg_table *t, const struct mm_qagg *spec)
+{
+	bool poor_groups = t->rows_in < 2 * t->rows.n;
+	bool poor_distinct = t->rows_in * spec->n_distinct < 2 * t->distinct.n;
+
+	if ((poor_groups || poor_distinct) && t->limit < t->limit_max) {
+		t->limit = t->limit < t->limit_max / 2 ? t->limit * 2 : t->limit_max;
+		return 0;
+	}
+	if (!t->direct_groups && poor_groups)
+		t->direct_groups = true;
+	if (!t->direct_distinct && (t->direct_groups || poor_distinct))
+		t->direct_distinct = true;
+	return table_spill(t, true);
+}
+
+/*
+ * Records that skip the table cost memory for every row. Once they hold
+ * three quarters of the memory cap, the table takes every row again and
+ * grows without a limit, as the per-thread tables of few groups do: a
+ * query with many rows per group then still ends within the cap.
+ */
+static void direct_stop_near_cap(struct agg_table *t)
+{
+	if ((t->direct_groups || t->direct_distinct) &&
+	    atomic_load_explicit(t->rows.mem_used, memory_order_relaxed) > t->rows.mem_cap / 4 * 3) {
+		t->direct_groups = t->direct_distinct = false;
+		t->limit = SIZE_MAX;
+	}
+}
+
 /*
  * Adds the selected rows, AGG_BLOCK at a time. Rows are stored by
  * first_ns, so neighbours often share a group (always, for --stats and
@@ -1691,36 +2087,48 @@ static int agg_rows(struct agg_table *t, const struct mm_qagg *spec, const struc
 
 		for (size_t k = 0; k < nb; k++) {
 			size_t i = sel[s0 + k];
-			struct mm_qagg_row *key = &b->key[k];
+			unsigned char *p = block_key(b, k);
 
-			key->bucket_ns = c->first ? c->first[i] - c->first[i] % spec->every_ns : 0;
-			for (size_t j = 0; j < spec->n_keys; j++)
-				key_value_at(&c->keys[j], i, &key->key[j]);
-			b->repeat[k] = k > 0 && memcmp(key, &b->key[k - 1], key_len) == 0;
+			memset(p, 0, key_len);
+			if (c->first) {
+				uint64_t bucket = c->first[i] - c->first[i] % spec->every_ns;
+
+				memcpy(p, &bucket, sizeof(bucket));
+				p += sizeof(bucket);
+			}
+			for (size_t j = 0; j < spec->n_keys; j++) {
+				union mm_qkey_value v;
+
+				key_value_at(&c->keys[j], i, &v);
+				p = pack_value(p, spec->keys[j].kind, &v);
+			}
+			b->repeat[k] = k > 0 && key_equal(block_key(b, k), block_key(b, k - 1), key_len);
 		}
-		rc = block_groups(t, b, nb);
-		if (rc < 0)
-			return rc;
-		for (size_t k = 0; k < nb; k++) {
-			size_t i = sel[s0 + k];
-			uint64_t *sums = group_sums(t, b->group[k]);
+		if (t->direct_groups) {
+			rc = block_direct_groups(t, spec, c, sel + s0, nb, b);
+		} else {
+			rc = block_groups(t, b, nb);
+			for (size_t k = 0; k < nb && rc == 0; k++) {
+				uint64_t *sums = group_sums(&t->rows, b->group[k]), packets, bytes;
 
-			sums[SUM_FLOWS]++;
-			if (c->rate) {
-				uint64_t m = mm_qagg_scale(spec, c->rate[i]);
-
-				sums[SUM_PACKETS] += (c->fp[i] + c->rp[i]) * m;
-				sums[SUM_BYTES] += (c->fb[i] + c->rb[i]) * m;
-			} else {
-				sums[SUM_PACKETS] += c->fp[i] + c->rp[i];
-				sums[SUM_BYTES] += c->fb[i] + c->rb[i];
+				row_amounts(spec, c, sel[s0 + k], &packets, &bytes);
+				sums[SUM_FLOWS]++;
+				sums[SUM_PACKETS] += packets;
+				sums[SUM_BYTES] += bytes;
 			}
 		}
-		for (uint32_t j = 0; j < spec->n_distinct; j++) {
-			rc = block_distinct(t, c, b, sel + s0, nb, j);
+		for (uint32_t j = 0; j < spec->n_distinct && rc == 0; j++)
+			rc = t->direct_distinct ? block_direct_distinct(t, c, sel + s0, nb, b, j)
+						: block_distinct(t, c, b, sel + s0, nb, j);
+		if (rc < 0)
+			return rc;
+		t->rows_in += nb;
+		if (table_outgrew_cache(t)) {
+			rc = table_spill_decide(t, spec);
 			if (rc < 0)
 				return rc;
 		}
+		direct_stop_near_cap(t);
 	}
 	return 0;
 }
@@ -1759,14 +2167,14 @@ static int agg_merge(struct agg_table *into, struct agg_table *from, size_t n_di
 	if (!map)
 		return mm_fail(MM_ENOMEM, "query: merging %zu aggregation groups", from->rows.n);
 	for (size_t i = 0; i < from->rows.n && rc == 0; i++) {
-		const uint64_t *src = group_sums(from, i);
+		const uint64_t *src = group_sums(&from->rows, i);
 		uint64_t *dst;
 		bool added;
 
-		rc = entry_find_or_add(&into->rows, group_key(from, i), &map[i], &added);
+		rc = entry_find_or_add(&into->rows, group_key(&from->rows, i), &map[i], &added);
 		if (rc < 0)
 			break;
-		dst = group_sums(into, map[i]);
+		dst = group_sums(&into->rows, map[i]);
 		for (unsigned j = SUM_FLOWS; j <= SUM_BYTES; j++)
 			dst[j] += src[j];
 	}
@@ -1839,9 +2247,9 @@ static unsigned order_sum(const struct mm_qagg *spec)
  * the rest are dropped before the (full, exact) ordering of the survivors.
  * Returns the smallest sum kept (0: keep all).
  */
-static int cut_threshold(const struct agg_table *t, const struct mm_qagg *spec, uint64_t *out)
+static int cut_threshold(const struct entry_set *groups, const struct mm_qagg *spec, uint64_t *out)
 {
-	size_t n = t->rows.n;
+	size_t n = groups->n;
 	unsigned metric = order_sum(spec);
 	uint64_t *v;
 
@@ -1852,37 +2260,37 @@ static int cut_threshold(const struct agg_table *t, const struct mm_qagg *spec, 
 	if (!v)
 		return mm_fail(MM_ENOMEM, "query: ordering %zu aggregation groups", n);
 	for (size_t i = 0; i < n; i++)
-		v[i] = group_sums(t, i)[metric];
+		v[i] = group_sums(groups, i)[metric];
 	*out = kth_largest(v, n, spec->top_n);
 	free(v);
 	return 0;
 }
 
 /* Expands the groups that can make the cut into rows, orders and cuts them (mm_qagg_rows_finish). */
-static int agg_finish(const struct agg_table *t, const struct mm_qagg *spec, struct mm_qagg_row **rows,
+static int agg_finish(const struct entry_set *groups, const struct mm_qagg *spec, struct mm_qagg_row **rows,
 		      size_t *n_rows)
 {
 	unsigned metric = order_sum(spec);
 	struct mm_qagg_row *all;
 	size_t n = 0;
 	uint64_t min = 0;
-	int rc = cut_threshold(t, spec, &min);
+	int rc = cut_threshold(groups, spec, &min);
 
 	if (rc < 0)
 		return rc;
-	for (size_t i = 0; i < t->rows.n; i++)
-		n += group_sums(t, i)[metric] >= min;
+	for (size_t i = 0; i < groups->n; i++)
+		n += group_sums(groups, i)[metric] >= min;
 	all = calloc(n ? n : 1, sizeof(*all));
 	if (!all)
 		return mm_fail(MM_ENOMEM, "query: %zu aggregation rows", n);
 	n = 0;
-	for (size_t i = 0; i < t->rows.n; i++) {
-		const uint64_t *sums = group_sums(t, i);
+	for (size_t i = 0; i < groups->n; i++) {
+		const uint64_t *sums = group_sums(groups, i);
 		struct mm_qagg_row *row = &all[n];
 
 		if (sums[metric] < min)
 			continue;
-		memcpy(row, group_key(t, i), t->rows.key_len);
+		unpack_key(spec, group_key(groups, i), row);
 		row->flows = sums[SUM_FLOWS];
 		row->packets = sums[SUM_PACKETS];
 		row->bytes = sums[SUM_BYTES];
@@ -1893,6 +2301,221 @@ static int agg_finish(const struct agg_table *t, const struct mm_qagg *spec, str
 	*n_rows = mm_qagg_rows_finish(all, n, spec);
 	*rows = all;
 	return 0;
+}
+
+/* A thread's state while it aggregates partitions. */
+struct part_worker {
+	struct entry_set set;     /* the partition's groups or distinct records */
+	struct mm_qagg_row *rows; /* the rows its partitions contribute */
+	size_t n_rows, rows_cap;
+};
+
+static bool take_part(struct run *r, size_t *p)
+{
+	bool got = false;
+
+	pthread_mutex_lock(&r->lock);
+	if (!r->stop && r->next_part < N_PARTS) {
+		*p = r->next_part++;
+		got = true;
+	}
+	pthread_mutex_unlock(&r->lock);
+	return got;
+}
+
+/* Calls add on every record of partition p from every thread's spill, freeing them as it goes. */
+static int part_each(struct run *r, size_t p, bool distinct,
+		     int (*add)(struct worker *w, const unsigned char *rec, uint64_t hash), struct worker *w)
+{
+	struct entry_set *set = &r->parts[w->index].set;
+	size_t len = set->entry_size; /* the records' size too */
+	int rc = 0;
+
+	for (unsigned i = 0; i < r->n_threads; i++) {
+		struct spill *s = r->tables[i].spill;
+		struct spill_list *l = distinct ? &s->distinct[p] : &s->groups[p];
+
+		for (const struct spill_block *b = l->head; b && rc == 0; b = b->next) {
+			size_t n = (b == l->tail ? (size_t)(l->pos - b->data) : b->used) / len;
+
+			/* AGG_BLOCK records at a time: hash all and prefetch their slots, then add. */
+			for (size_t r0 = 0; r0 < n && rc == 0; r0 += AGG_BLOCK) {
+				size_t nb = n - r0 < AGG_BLOCK ? n - r0 : AGG_BLOCK;
+				const unsigned char *rec = b->data + r0 * len;
+				uint64_t hash[AGG_BLOCK];
+
+				for (size_t k = 0; k < nb; k++) {
+					hash[k] = entry_hash(set, rec + k * len);
+					entry_prefetch_slot(set, hash[k]);
+				}
+				for (size_t k = 0; k < nb && rc == 0; k++)
+					rc = add(w, rec + k * len, hash[k]);
+			}
+		}
+		spill_list_free(l, &r->mem_used);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* A distinct record seen for the first time counts one for its group, in the thread's table. */
+static int count_distinct(struct worker *w, const unsigned char *rec, uint64_t hash)
+{
+	struct agg_table *t = &w->run->tables[w->index];
+	struct entry_set *seen = &w->run->parts[w->index].set;
+	struct distinct_tail tail;
+	size_t index;
+	bool added;
+	int rc = entry_find_or_add_hashed(seen, rec, hash, &index, &added);
+
+	if (rc < 0 || !added)
+		return rc;
+	rc = entry_find_or_add(&t->rows, rec, &index, &added);
+	if (rc < 0)
+		return rc;
+	memcpy(&tail, rec + t->rows.key_len, sizeof(tail));
+	group_sums(&t->rows, index)[SUM_DISTINCT + tail.which]++;
+	return table_outgrew_cache(t) ? table_spill(t, false) : 0;
+}
+
+static int add_group_record(struct worker *w, const unsigned char *rec, uint64_t hash)
+{
+	struct entry_set *groups = &w->run->parts[w->index].set;
+	size_t index, n_sums = (groups->entry_size - groups->key_len) / sizeof(uint64_t);
+	bool added;
+	int rc = entry_find_or_add_hashed(groups, rec, hash, &index, &added);
+	uint64_t *sums;
+
+	if (rc < 0)
+		return rc;
+	sums = group_sums(groups, index);
+	for (size_t j = 0; j < n_sums; j++) {
+		uint64_t v;
+
+		memcpy(&v, rec + groups->key_len + j * sizeof(v), sizeof(v));
+		sums[j] += v;
+	}
+	return 0;
+}
+
+/* Keeps the rows partition's groups contribute to the answer (agg_finish's cut). */
+static int part_rows(struct worker *w)
+{
+	struct part_worker *pw = &w->run->parts[w->index];
+	struct mm_qagg_row *rows = NULL;
+	size_t n = 0;
+	int rc = agg_finish(&pw->set, w->run->spec, &rows, &n);
+
+	if (rc < 0 || n == 0) {
+		free(rows);
+		return rc;
+	}
+	if (pw->n_rows + n > pw->rows_cap) {
+		size_t cap = (pw->n_rows + n) * 2;
+		struct mm_qagg_row *grown;
+
+		rc = charge(&pw->set, (cap - pw->rows_cap) * sizeof(*grown));
+		grown = rc < 0 ? NULL : realloc(pw->rows, cap * sizeof(*grown));
+		if (!grown) {
+			free(rows);
+			return rc < 0 ? rc : mm_fail(MM_ENOMEM, "query: out of memory for %zu aggregation rows", cap);
+		}
+		pw->rows = grown;
+		pw->rows_cap = cap;
+	}
+	memcpy(pw->rows + pw->n_rows, rows, n * sizeof(*rows));
+	pw->n_rows += n;
+	free(rows);
+	return 0;
+}
+
+/* Takes partitions until none is left and counts their distinct records or aggregates their groups. */
+static int part_body(struct worker *w)
+{
+	struct run *r = w->run;
+	size_t p;
+	int rc = 0;
+
+	while (rc == 0 && take_part(r, &p)) {
+		rc = part_each(r, p, r->parts_distinct, r->parts_distinct ? count_distinct : add_group_record, w);
+		if (rc == 0 && !r->parts_distinct)
+			rc = part_rows(w);
+		entry_set_reset(&r->parts[w->index].set);
+	}
+	/* Distinct counts go to the group partitions, which no thread reads before all are done. */
+	if (rc == 0 && r->parts_distinct)
+		rc = table_spill(&r->tables[w->index], false);
+	return rc;
+}
+
+/* Runs part_body over every partition on every thread, each with a set of entry_size-byte entries. */
+static int run_parts(struct run *r, bool distinct, size_t entry_size, size_t key_len)
+{
+	int rc;
+
+	for (unsigned i = 0; i < r->n_threads; i++) {
+		entry_set_release(&r->parts[i].set);
+		r->parts[i].set = run_entry_set(r, entry_size, key_len);
+	}
+	r->next_part = 0;
+	r->parts_distinct = distinct;
+	rc = run_workers(r, part_body);
+	for (unsigned i = 0; i < r->n_threads; i++) {
+		atomic_fetch_sub(&r->mem_used, r->parts[i].set.n_slots * sizeof(uint32_t) +
+						       r->parts[i].set.cap * entry_size);
+		entry_set_release(&r->parts[i].set);
+		r->parts[i].set = run_entry_set(r, entry_size, key_len);
+	}
+	return rc;
+}
+
+static bool any_spilled(const struct run *r)
+{
+	for (unsigned i = 0; i < r->n_threads; i++)
+		if (r->tables[i].spill)
+			return true;
+	return false;
+}
+
+/* The second half of a partitioned aggregation: every table into the partitions, then those. */
+static int agg_partitioned(struct run *r, struct mm_qagg_row **rows, size_t *n_rows)
+{
+	size_t key_len = group_key_len(r->spec), n = 0;
+	struct mm_qagg_row *all;
+	int rc = 0;
+
+	r->parts = calloc(r->n_threads, sizeof(*r->parts));
+	if (!r->parts)
+		return mm_fail(MM_ENOMEM, "query: %u aggregation partition workers", r->n_threads);
+	for (unsigned i = 0; i < r->n_threads && rc == 0; i++)
+		rc = table_spill(&r->tables[i], true);
+	if (rc == 0 && r->spec->n_distinct) {
+		size_t dlen = key_len + sizeof(struct distinct_tail);
+		rc = run_parts(r, true, dlen, dlen);
+	}
+	if (rc == 0)
+		rc = run_parts(r, false, group_entry_size(r->spec), key_len);
+	for (unsigned i = 0; i < r->n_threads && rc == 0; i++)
+		n += r->parts[i].n_rows;
+	all = rc == 0 ? calloc(n ? n : 1, sizeof(*all)) : NULL;
+	if (rc == 0 && !all)
+		rc = mm_fail(MM_ENOMEM, "query: %zu aggregation rows", n);
+	if (rc == 0) {
+		n = 0;
+		for (unsigned i = 0; i < r->n_threads; i++) {
+			if (r->parts[i].n_rows)
+				memcpy(all + n, r->parts[i].rows, r->parts[i].n_rows * sizeof(*all));
+			n += r->parts[i].n_rows;
+		}
+		*n_rows = mm_qagg_rows_finish(all, n, r->spec);
+		*rows = all;
+	}
+	for (unsigned i = 0; i < r->n_threads; i++)
+		free(r->parts[i].rows);
+	free(r->parts);
+	r->parts = NULL;
+	return rc;
 }
 
 static int check_spec(const struct mm_qagg *spec)
@@ -1930,17 +2553,24 @@ int mm_query_aggregate(struct mm_store *st, const struct mm_query *q, const stru
 		rc = mm_fail(MM_ENOMEM, "query: %u aggregation tables", r.n_threads);
 		goto out;
 	}
-	for (n_tables = 0; n_tables < r.n_threads && rc == 0; n_tables++)
-		rc = agg_table_init(&r.tables[n_tables], spec, &r);
+	for (n_tables = 0; n_tables < r.n_threads; n_tables++)
+		agg_table_init(&r.tables[n_tables], spec, &r);
+	rc = mm_hash_key_random(&r.hash_key);
 	if (rc == 0)
 		rc = run_workers(&r, agg_body);
+	if (rc == 0 && any_spilled(&r)) {
+		rc = agg_partitioned(&r, rows, n_rows);
+		goto out;
+	}
 	for (unsigned i = 1; i < n_tables && rc == 0; i++)
 		rc = agg_merge(&r.tables[0], &r.tables[i], spec->n_distinct);
 	if (rc == 0)
-		rc = agg_finish(&r.tables[0], spec, rows, n_rows);
+		rc = agg_finish(&r.tables[0].rows, spec, rows, n_rows);
 out:
-	for (unsigned i = 0; i < n_tables; i++)
+	for (unsigned i = 0; i < n_tables; i++) {
+		stats.records_partitioned += r.tables[i].spill ? r.tables[i].spill->records : 0;
 		agg_table_release(&r.tables[i]);
+	}
 	free(r.tables);
 	run_close(&r, &stats);
 	if (stats_out)
