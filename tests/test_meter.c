@@ -452,13 +452,12 @@ Test(meter_timeout, fin_both_ways_lingers_then_ends_eof)
 	mm_meter_free(m);
 }
 
-Test(meter_timeout, syn_after_rst_starts_a_new_flow)
+/*
+ * After a SYN, a reset and a fresh SYN of one connection (and rev_packets
+ * replies to it): the fresh SYN ended the first flow and began the second.
+ */
+static void assert_reopened(struct mm_meter *m, uint64_t rev_packets)
 {
-	struct mm_meter *m = default_meter();
-
-	tcp(m, T0, "192.0.2.9", 40000, "198.51.100.1", 80, TCP_SYN);
-	tcp(m, T0 + 10, "198.51.100.1", 80, "192.0.2.9", 40000, TCP_RST | TCP_ACK);
-	tcp(m, T0 + 20, "192.0.2.9", 40000, "198.51.100.1", 80, TCP_SYN); /* connection reuse */
 	cr_assert_eq(got.n, 1);
 	cr_assert_eq(got.flows[0].end_reason, MM_END_EOF);
 	cr_assert_eq(got.flows[0].id, 1);
@@ -467,7 +466,18 @@ Test(meter_timeout, syn_after_rst_starts_a_new_flow)
 	cr_assert_eq(got.n, 2);
 	cr_assert_eq(got.flows[1].id, 2);
 	cr_assert_eq(got.flows[1].fwd_packets, 1);
+	cr_assert_eq(got.flows[1].rev_packets, rev_packets);
 	assert_counts_add_up(m);
+}
+
+Test(meter_timeout, syn_after_rst_starts_a_new_flow)
+{
+	struct mm_meter *m = default_meter();
+
+	tcp(m, T0, "192.0.2.9", 40000, "198.51.100.1", 80, TCP_SYN);
+	tcp(m, T0 + 10, "198.51.100.1", 80, "192.0.2.9", 40000, TCP_RST | TCP_ACK);
+	tcp(m, T0 + 20, "192.0.2.9", 40000, "198.51.100.1", 80, TCP_SYN); /* connection reuse */
+	assert_reopened(m, 0);
 	mm_meter_free(m);
 }
 
@@ -1008,5 +1018,92 @@ Test(meter_frames, built_frames_meter_like_decoded_ones)
 	mm_meter_get_stats(m, &st);
 	cr_assert_eq(st.packets, 3);
 	cr_assert_eq(st.metered, 3);
+	mm_meter_free(m);
+}
+
+/* ---- the batch's early lookups against a table that changes under them ---------- */
+
+struct frame_batch {
+	uint8_t frames[8][128];
+	struct mm_raw_packet raw[8];
+	size_t n;
+};
+
+/* Appends a TCP frame src:sport → dst:dport seen at ts. */
+static void add_tcp_frame(struct frame_batch *b, uint64_t ts, const char *src, uint16_t sport,
+			  const char *dst, uint16_t dport, uint8_t flags)
+{
+	struct mm_packet_spec spec;
+	struct mm_raw_packet *r = &b->raw[b->n];
+
+	cr_assert_lt(b->n, 8);
+	memset(&spec, 0, sizeof(spec));
+	spec.src = addr(src);
+	spec.dst = addr(dst);
+	spec.proto = 6;
+	spec.sport = sport;
+	spec.dport = dport;
+	spec.tcp_flags = flags;
+	r->ts_ns = ts;
+	r->data = b->frames[b->n];
+	r->cap_len = (uint32_t)mm_packet_build(&spec, b->frames[b->n], sizeof(b->frames[0]));
+	cr_assert_gt(r->cap_len, 0);
+	r->wire_len = r->cap_len;
+	r->linktype = MM_LINK_ETHERNET;
+	b->n++;
+}
+
+/*
+ * mm_meter_packets looks every packet's entry up before it counts the first
+ * one. Here a flow's entry is freed (its linger deadline passes when
+ * another flow's packet moves the clock) between that lookup and the
+ * flow's next packet in the same call: the packet must start a new flow,
+ * not count in the freed entry.
+ */
+Test(meter_frames, packet_after_its_flow_ended_in_the_same_batch_starts_a_new_flow)
+{
+	struct mm_meter *m = default_meter();
+	struct frame_batch first = { .n = 0 }, second = { .n = 0 };
+
+	add_tcp_frame(&first, T0, "192.0.2.9", 40000, "198.51.100.1", 80, TCP_SYN);
+	add_tcp_frame(&first, T0 + S(1), "198.51.100.1", 80, "192.0.2.9", 40000, TCP_RST | TCP_ACK);
+	add_tcp_frame(&first, T0 + S(2), "192.0.2.7", 40001, "198.51.100.2", 443, TCP_SYN);
+	mm_meter_packets(m, first.raw, first.n);
+	cr_assert_eq(got.n, 0, "the reset flow lingers until T0 + 6 s");
+	add_tcp_frame(&second, T0 + S(10), "192.0.2.7", 40001, "198.51.100.2", 443, TCP_ACK);
+	add_tcp_frame(&second, T0 + S(11), "192.0.2.9", 40000, "198.51.100.1", 80, TCP_ACK);
+	mm_meter_packets(m, second.raw, second.n);
+	cr_assert_eq(got.n, 1, "the reset flow ended when the clock passed its linger");
+	cr_assert_eq(got.flows[0].id, 1);
+	cr_assert_eq(got.flows[0].end_reason, MM_END_EOF);
+	cr_assert_eq(mm_flow_packets(&got.flows[0]), 2);
+	mm_meter_finish(m);
+	sort_by_id();
+	cr_assert_eq(got.n, 3);
+	cr_assert_eq(mm_flow_packets(&got.flows[1]), 2, "the other flow");
+	assert_endpoints(&got.flows[2], "192.0.2.9", 40000, "198.51.100.1", 80);
+	cr_assert_eq(got.flows[2].id, 3);
+	cr_assert_eq(got.flows[2].fwd_packets, 1, "the late ACK is a flow of its own");
+	assert_counts_add_up(m);
+	mm_meter_free(m);
+}
+
+/*
+ * A fresh SYN ends a reset flow and starts the next one with the same key
+ * (in the entry just freed); a later packet of the same call counts in the
+ * new flow.
+ */
+Test(meter_frames, reopened_flow_in_the_same_batch_counts_in_the_new_flow)
+{
+	struct mm_meter *m = default_meter();
+	struct frame_batch first = { .n = 0 }, second = { .n = 0 };
+
+	add_tcp_frame(&first, T0, "192.0.2.9", 40000, "198.51.100.1", 80, TCP_SYN);
+	mm_meter_packets(m, first.raw, first.n);
+	add_tcp_frame(&second, T0 + 10, "198.51.100.1", 80, "192.0.2.9", 40000, TCP_RST | TCP_ACK);
+	add_tcp_frame(&second, T0 + 20, "192.0.2.9", 40000, "198.51.100.1", 80, TCP_SYN);
+	add_tcp_frame(&second, T0 + 30, "198.51.100.1", 80, "192.0.2.9", 40000, TCP_SYN | TCP_ACK);
+	mm_meter_packets(m, second.raw, second.n);
+	assert_reopened(m, 1);
 	mm_meter_free(m);
 }
