@@ -202,6 +202,76 @@ Test(store, flows_are_partitioned_by_hour)
 	free(dir);
 }
 
+/*
+ * Each flush writes its flows in start-time order and equal start times in
+ * arrival order, whatever the sizes of the appends that filled it and
+ * whichever bits of the start times differ: a few low ones, or forty
+ * (several sort passes), or none out of order.
+ */
+Test(store, a_flush_orders_by_start_time_then_arrival)
+{
+	static const size_t batches[] = { 1, 7, 333, 1500, 2, 1157, 1000 }; /* 4000 flows */
+	struct mm_store_writer_options o = test_options();
+
+	o.flush_rows = 1500; /* flushes inside appends and between them, and one at close */
+	for (unsigned spread = 0; spread < 3; spread++) {
+		char *dir = tu_tmpdir();
+		size_t n = 4000, n_got, done = 0;
+		struct mm_flow *flows = calloc(n, sizeof(*flows)), *got;
+		bool *seg_start = calloc(n, sizeof(*seg_start));
+		struct mm_store_writer *w;
+		struct mm_store *st;
+		struct mm_store_segment_info info;
+		uint64_t seed = spread;
+
+		for (size_t i = 0; i < n; i++) {
+			/* 1000 times, about 4 flows each, all within the hour from T0. */
+			uint64_t coarse = rng_next(&seed) % 250, fine = rng_next(&seed) % 4;
+
+			random_flow(i + 1, &flows[i]);
+			if (spread == 0)
+				flows[i].first_ns = T0 + i / 4;                        /* in order */
+			else if (spread == 1)
+				flows[i].first_ns = T0 + (coarse * 4 + fine) * 3;      /* low bits */
+			else
+				flows[i].first_ns = T0 + (coarse << 31) + fine * 3;    /* bits 0 to 38 */
+			flows[i].last_ns = flows[i].first_ns + 1;
+		}
+		cr_assert_eq(mm_store_writer_open(&w, dir, &o), 0, "%s", mm_last_error());
+		for (size_t b = 0; b < sizeof(batches) / sizeof(batches[0]); b++) {
+			cr_assert_eq(mm_store_writer_append(w, flows + done, batches[b]), 0, "%s", mm_last_error());
+			done += batches[b];
+		}
+		cr_assert_eq(done, n);
+		cr_assert_eq(mm_store_writer_close(w), 0, "%s", mm_last_error());
+		got = read_all(dir, &n_got);
+		cr_assert_eq(n_got, n);
+		/* One partition, so one segment a flush; ids are arrival order. */
+		cr_assert_eq(mm_store_open(&st, dir), 0, "%s", mm_last_error());
+		cr_assert_gt(mm_store_segment_count(st), 3);
+		for (size_t k = 0, first = 0; k < mm_store_segment_count(st); k++) {
+			mm_store_segment_info(st, k, &info);
+			seg_start[first] = true;
+			first += info.n_rows;
+		}
+		mm_store_free(st);
+		for (size_t i = 1; i < n; i++) {
+			if (seg_start[i])
+				continue;
+			cr_assert(got[i - 1].first_ns < got[i].first_ns ||
+				  (got[i - 1].first_ns == got[i].first_ns && got[i - 1].id < got[i].id),
+				  "spread %u: row %zu (time %" PRIu64 ", flow %" PRIu64
+				  ") after time %" PRIu64 ", flow %" PRIu64,
+				  spread, i, got[i].first_ns, got[i].id, got[i - 1].first_ns, got[i - 1].id);
+		}
+		assert_same_flows(got, n_got, flows, n);
+		free(seg_start);
+		free(got);
+		free(flows);
+		free(dir);
+	}
+}
+
 /* Flows whose columns each call for a different encoding. */
 static void encoding_flow(uint64_t i, uint64_t *s, struct mm_flow *f)
 {

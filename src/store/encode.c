@@ -113,16 +113,6 @@ static void consider(struct candidate *best, uint8_t encoding, unsigned bits, si
 	}
 }
 
-/* Whether every value equals the first: an OR of differences, so the loop vectorises. */
-static bool all_equal(const uint64_t *v, size_t n)
-{
-	uint64_t diff = 0;
-
-	for (size_t i = 1; i < n; i++)
-		diff |= v[i] ^ v[0];
-	return diff == 0;
-}
-
 /* The range of the values and of the differences between neighbours (n >= 2), in one pass. */
 struct value_ranges {
 	uint64_t min, max;
@@ -179,7 +169,8 @@ static size_t dict_build(const uint64_t *v, size_t n, unsigned value_bits, size_
 	return DICT_HEADER_LEN + packed_len(nd, value_bits) + packed_len(n, bit_width(nd - 1));
 }
 
-void enc_plan(const uint64_t *v, size_t n, unsigned width, struct enc_chunk *res, struct enc_scratch *es)
+void enc_plan(const uint64_t *v, size_t n, unsigned width, bool constant, struct enc_chunk *res,
+	      struct enc_scratch *es)
 {
 	struct candidate best = { ENC_PLAIN, 0, n * width };
 	struct value_ranges r;
@@ -187,7 +178,7 @@ void enc_plan(const uint64_t *v, size_t n, unsigned width, struct enc_chunk *res
 	size_t n_dict = 0, dict_len = 0;
 
 	/* Most columns of most chunks hold one value (no tunnels, no VLAN...): settle those first. */
-	if (all_equal(v, n)) {
+	if (constant) {
 		*res = (struct enc_chunk){ .encoding = ENC_CONST, .min = v[0], .max = v[0], .raw_len = BASE_LEN };
 		return;
 	}

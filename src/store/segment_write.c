@@ -18,8 +18,8 @@
 #include <unistd.h>
 #include <zstd.h>
 
-/* Rows transposed per pass: their structs (~42 KiB) stay in L2 across all columns. */
-#define TRANSPOSE_ROWS 256
+/* Rows transposed per pass: their structs (~21 KiB) stay in L1 across all columns. */
+#define TRANSPOSE_ROWS 128
 /* Rows between a flow's prefetch and its copy into the stage. */
 #define GATHER_AHEAD 8
 
@@ -152,7 +152,7 @@ static const uint8_t *compress_chunk(struct seg_builder *b, const uint8_t *raw, 
 #define PLANES_RETRY 8
 
 static const uint8_t *encode_chunk(struct seg_builder *b, unsigned col, const uint64_t *vals,
-				   size_t rows, struct enc_chunk *ec, size_t *stored_len,
+				   size_t rows, bool constant, struct enc_chunk *ec, size_t *stored_len,
 				   uint8_t *codec)
 {
 	const uint8_t *stored, *alt;
@@ -161,7 +161,7 @@ static const uint8_t *encode_chunk(struct seg_builder *b, unsigned col, const ui
 	uint8_t alt_codec;
 	bool retry;
 
-	enc_plan(vals, rows, mm_store_column_width(col), ec, &b->enc);
+	enc_plan(vals, rows, mm_store_column_width(col), constant, ec, &b->enc);
 	retry = b->planes_retry[col] == 0;
 	if (!retry && b->planes_won[col] && (ec->encoding == ENC_FOR || ec->encoding == ENC_DICT) &&
 	    ec->bits > 8) {
@@ -207,10 +207,22 @@ static void put_entry(uint8_t *p, const struct seg_entry *e)
 
 
 /*
+ * Prefetches every line of row i of the segment, which lies anywhere in the
+ * writer's buffer: half the rows straddle one line more than
+ * sizeof(struct mm_flow) / 64 rounded up.
+ */
+static void prefetch_row(const struct seg_rows *rows, size_t i)
+{
+	uintptr_t flow = (uintptr_t)&rows->flows[rows->order[i].row];
+
+	for (uintptr_t line = flow & ~(uintptr_t)63; line < flow + sizeof(struct mm_flow); line += 64)
+		__builtin_prefetch((const void *)line);
+}
+
+/*
  * The block of rows [first, first + n) of the segment, contiguous: the rows
  * themselves when the buffer was in order, else copied into the stage in
- * segment order, each flow prefetched a few rows before its copy (they lie
- * anywhere in the writer's buffer).
+ * segment order, each flow prefetched a few rows before its copy.
  */
 static const struct mm_flow *gather_block(struct seg_builder *b, const struct seg_rows *rows,
 					  size_t first, size_t n)
@@ -220,29 +232,46 @@ static const struct mm_flow *gather_block(struct seg_builder *b, const struct se
 	if (!rows->order)
 		return rows->flows + first;
 	for (size_t i = 0; i < n; i++) {
-		if (i + GATHER_AHEAD < n) {
-			const char *ahead = (const char *)&rows->flows[o[i + GATHER_AHEAD].row];
-
-			for (size_t line = 0; line < sizeof(struct mm_flow); line += 64)
-				__builtin_prefetch(ahead + line);
-		}
+		if (i + GATHER_AHEAD < n)
+			prefetch_row(rows, first + i + GATHER_AHEAD);
 		b->stage[i] = rows->flows[o[i].row];
 	}
 	return b->stage;
 }
 
-/* Splits a chunk's rows into columns, a cache-sized block of rows at a time. */
+/* The OR of every value XOR ref: zero when all equal ref. An OR, so the loop vectorises. */
+static uint64_t differences(const uint64_t *v, size_t n, uint64_t ref)
+{
+	uint64_t diff = 0;
+
+	for (size_t i = 0; i < n; i++)
+		diff |= v[i] ^ ref;
+	return diff;
+}
+
+/*
+ * Splits a chunk's rows into columns, a cache-sized block of rows at a
+ * time, and tells which columns hold one value (varies[col] == 0): found
+ * while each block is in L1, rather than by a pass over the whole column
+ * (most columns of most chunks are constant, and the chunk's columns are
+ * too large for L2).
+ */
 static void transpose_chunk(struct seg_builder *b, const struct seg_rows *rows, size_t first,
-			    size_t n_rows)
+			    size_t n_rows, uint64_t *varies)
 {
 	size_t stride = b->opt.rows_per_chunk;
 
+	memset(varies, 0, MM_STORE_N_COLUMNS * sizeof(*varies));
 	for (size_t r = 0; r < n_rows; r += TRANSPOSE_ROWS) {
 		size_t n = n_rows - r < TRANSPOSE_ROWS ? n_rows - r : TRANSPOSE_ROWS;
 		const struct mm_flow *block = gather_block(b, rows, first + r, n);
 
-		for (unsigned col = 0; col < MM_STORE_N_COLUMNS; col++)
-			store_column_gather(block, n, col, b->cols + col * stride + r);
+		for (unsigned col = 0; col < MM_STORE_N_COLUMNS; col++) {
+			uint64_t *out = b->cols + col * stride + r;
+
+			store_column_gather(block, n, col, out);
+			varies[col] |= differences(out, n, b->cols[col * stride]);
+		}
 	}
 }
 
@@ -251,15 +280,19 @@ static void transpose_chunk(struct seg_builder *b, const struct seg_rows *rows, 
  * wide as first_ns. The zone map still describes last_ns, for time skipping.
  */
 static void to_durations(uint64_t *vals, const uint64_t *first, size_t rows, uint64_t *min,
-			 uint64_t *max)
+			 uint64_t *max, uint64_t *varies)
 {
+	uint64_t d0 = vals[0] - first[0], diff = 0;
+
 	*min = vals[0];
 	*max = vals[0];
 	for (size_t i = 0; i < rows; i++) {
 		*min = vals[i] < *min ? vals[i] : *min;
 		*max = vals[i] > *max ? vals[i] : *max;
 		vals[i] -= first[i];
+		diff |= vals[i] ^ d0;
 	}
+	*varies = diff;
 }
 
 /* The inverse of an odd number modulo 2^64 (Newton's iteration: 3, 6, 12, … exact bits). */
@@ -314,7 +347,7 @@ static int encode_columns(struct seg_builder *b, const struct seg_rows *seg, uin
 {
 	size_t n = seg->n;
 	uint32_t rpc = b->opt.rows_per_chunk;
-	uint64_t last_min, last_max;
+	uint64_t last_min, last_max, varies[MM_STORE_N_COLUMNS];
 	int rc;
 
 	b->payload_len = 0;
@@ -322,10 +355,10 @@ static int encode_columns(struct seg_builder *b, const struct seg_rows *seg, uin
 	for (uint32_t k = 0; k < n_chunks; k++) {
 		size_t first = (size_t)k * rpc, rows = n - first < rpc ? n - first : rpc;
 
-		transpose_chunk(b, seg, first, rows);
-		/* Before first_ns may be scaled down in place. */
+		transpose_chunk(b, seg, first, rows, varies);
+		/* Before first_ns may be scaled down in place (exact division keeps it constant or not). */
 		to_durations(b->cols + (size_t)MM_COL_LAST_NS * rpc, b->cols + (size_t)MM_COL_FIRST_NS * rpc,
-			     rows, &last_min, &last_max);
+			     rows, &last_min, &last_max, &varies[MM_COL_LAST_NS]);
 		for (unsigned col = 0; col < MM_STORE_N_COLUMNS; col++) {
 			uint64_t *vals = b->cols + (size_t)col * rpc;
 			struct enc_chunk ec;
@@ -336,7 +369,7 @@ static int encode_columns(struct seg_builder *b, const struct seg_rows *seg, uin
 			e.transform = col == MM_COL_LAST_NS ? XF_MINUS_FIRST : XF_NONE;
 			/* Only the time columns carry clocks coarser than their unit. */
 			e.scale = (uint8_t)(col <= MM_COL_LAST_NS ? scale_down(vals, rows) : 0);
-			stored = encode_chunk(b, col, vals, rows, &ec, &stored_len, &e.codec);
+			stored = encode_chunk(b, col, vals, rows, varies[col] == 0, &ec, &stored_len, &e.codec);
 			if (e.transform) {
 				e.min = last_min;
 				e.max = last_max;

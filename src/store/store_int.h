@@ -185,8 +185,11 @@ struct enc_chunk {
  * Chooses the smallest encoding for vals[0..n) (n >= 1) of a column of the
  * given width: res gets it, its range and its length; a dictionary is left
  * in es for enc_write, which must follow with the same values and es.
+ * constant: whether every value equals vals[0] (the caller learns it while
+ * the values are cached; finding it here would cost a pass over them).
  */
-void enc_plan(const uint64_t *vals, size_t n, unsigned width, struct enc_chunk *res, struct enc_scratch *es);
+void enc_plan(const uint64_t *vals, size_t n, unsigned width, bool constant, struct enc_chunk *res,
+	      struct enc_scratch *es);
 
 /* Writes the encoding enc_plan chose into out (room for enc_max_raw_len(n) bytes). */
 void enc_write(const uint64_t *vals, size_t n, unsigned width, uint8_t *out, const struct enc_chunk *res,

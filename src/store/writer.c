@@ -15,9 +15,14 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+/* Digits of the time sort: 2^11 buckets keep their write heads in L2. */
+#define RADIX_BITS 11u
+#define RADIX_PASSES_MAX ((64u + RADIX_BITS - 1) / RADIX_BITS)
 
 struct mm_store_writer {
 	char dir[STORE_PATH_MAX / 2];
@@ -25,9 +30,14 @@ struct mm_store_writer {
 	int lock_fd;
 	struct catalog cat;
 	struct seg_builder *builder;
-	struct mm_flow *buf;        /* opt.flush_rows flows */
-	size_t n_buf;
-	struct seg_order *keys;     /* 2 x opt.flush_rows: the buffer's order by first_ns */
+	struct mm_flow *buf;        /* opt.flush_rows flows (buffer_alloc) */
+	size_t n_buf, buf_rows;     /* flows buffered, and the room buf and keys were made for */
+	/* 2 x opt.flush_rows (buffer_alloc): a key per buffered flow, made as it is appended,
+	 * then the sort's second half. Sorting permutes keys[0..n_buf) but keeps each row once. */
+	struct seg_order *keys;
+	bool in_order;              /* the buffered flows arrived in first_ns order */
+	uint64_t varying;           /* OR of every buffered first_ns XOR buf[0].first_ns */
+	size_t radix_count[RADIX_PASSES_MAX][1u << RADIX_BITS]; /* order_by_time's histograms */
 	uint64_t oldest_arrival_ns; /* monotonic time the oldest buffered flow arrived */
 	struct mm_store_writer_stats stats;
 };
@@ -50,6 +60,28 @@ static uint64_t monotonic_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * MM_NS_PER_SEC + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * The flow buffer and its sort keys: hundreds of MiB at the default flush
+ * size, read in time order, i.e. at random rows. With 4 KiB pages nearly
+ * every row read is also a TLB miss, so ask for huge pages (best effort:
+ * the kernel may run transparent huge pages "madvise" only, or not at all).
+ */
+static void *buffer_alloc(size_t bytes)
+{
+	void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (p == MAP_FAILED)
+		return NULL;
+	(void)madvise(p, bytes, MADV_HUGEPAGE);
+	return p;
+}
+
+static void buffer_free(void *p, size_t bytes)
+{
+	if (p)
+		munmap(p, bytes);
 }
 
 static int check_options(const struct mm_store_writer_options *o)
@@ -150,8 +182,9 @@ int mm_store_writer_open(struct mm_store_writer **out, const char *dir,
 	rc = seg_builder_new(&w->builder, &bo);
 	if (rc < 0)
 		goto out;
-	w->buf = malloc(w->opt.flush_rows * sizeof(*w->buf));
-	w->keys = malloc(2 * w->opt.flush_rows * sizeof(*w->keys));
+	w->buf_rows = w->opt.flush_rows;
+	w->buf = buffer_alloc(w->opt.flush_rows * sizeof(*w->buf));
+	w->keys = buffer_alloc(2 * w->opt.flush_rows * sizeof(*w->keys));
 	if (!w->buf || !w->keys)
 		rc = mm_fail(MM_ENOMEM, "store: writer buffer of %" PRIu64 " flows", w->opt.flush_rows);
 out:
@@ -191,31 +224,37 @@ static int write_segment(struct mm_store_writer *w, const struct seg_rows *rows,
 }
 
 /*
- * LSD radix sort of keys by 8-bit digits, skipping digits every key shares
- * (the high bytes of timestamps from one flush). Stable; O(n) per digit.
- * Returns k or tmp, whichever holds the result.
+ * LSD radix sort of keys by first_ns, over only the bits that differ
+ * between keys (a flush spans seconds to hours of nanosecond timestamps,
+ * often of millisecond clocks: some 30 bits of 64), cut into the fewest
+ * digits of at most RADIX_BITS bits: usually three passes. Stable, so ties
+ * keep arrival order. Returns k or tmp, whichever holds the result.
  */
-static struct seg_order *radix_sort(struct seg_order *k, struct seg_order *tmp, size_t n)
+static struct seg_order *radix_sort(struct seg_order *k, struct seg_order *tmp, size_t n,
+				    uint64_t varying, size_t (*count)[1u << RADIX_BITS])
 {
-	size_t count[8][256] = { { 0 } };
+	unsigned lo = (unsigned)__builtin_ctzll(varying), span = 64 - (unsigned)__builtin_clzll(varying) - lo;
+	unsigned passes = (span + RADIX_BITS - 1) / RADIX_BITS, bits = (span + passes - 1) / passes;
+	size_t buckets = (size_t)1 << bits, mask = buckets - 1;
 
+	for (unsigned d = 0; d < passes; d++)
+		memset(count[d], 0, buckets * sizeof(count[d][0]));
 	for (size_t i = 0; i < n; i++)
-		for (int d = 0; d < 8; d++)
-			count[d][(k[i].first_ns >> (8 * d)) & 0xff]++;
-	for (int d = 0; d < 8; d++) {
+		for (unsigned d = 0; d < passes; d++)
+			count[d][(k[i].first_ns >> (lo + d * bits)) & mask]++;
+	for (unsigned d = 0; d < passes; d++) {
 		size_t pos = 0, *c = count[d];
+		unsigned shift = lo + d * bits;
 		struct seg_order *swap;
 
-		if (c[(k[0].first_ns >> (8 * d)) & 0xff] == n)
-			continue;
-		for (int v = 0; v < 256; v++) {
+		for (size_t v = 0; v < buckets; v++) {
 			size_t here = c[v];
 
 			c[v] = pos;
 			pos += here;
 		}
 		for (size_t i = 0; i < n; i++)
-			tmp[c[(k[i].first_ns >> (8 * d)) & 0xff]++] = k[i];
+			tmp[c[(k[i].first_ns >> shift) & mask]++] = k[i];
 		swap = k;
 		k = tmp;
 		tmp = swap;
@@ -229,18 +268,15 @@ static struct seg_order *radix_sort(struct seg_order *k, struct seg_order *tmp, 
  * Only the 16-byte keys move; the segment builder reads each flow once, in
  * this order (a copy of the buffer in order cost a second pass over 168
  * bytes a flow, most of it cache misses). NULL when already in order.
+ * The keys may be a permutation left by a failed flush: ties still sort in
+ * row order, as every pass is stable and equal keys never part.
  */
 static const struct seg_order *order_by_time(struct mm_store_writer *w)
 {
-	size_t i = 1;
-
-	while (i < w->n_buf && w->buf[i - 1].first_ns <= w->buf[i].first_ns)
-		i++;
-	if (i == w->n_buf)
+	if (w->in_order)
 		return NULL;
-	for (i = 0; i < w->n_buf; i++)
-		w->keys[i] = (struct seg_order){ w->buf[i].first_ns, (uint32_t)i };
-	return radix_sort(w->keys, w->keys + w->n_buf, w->n_buf);
+	/* Not in order, so some first_ns differ: varying is not zero. */
+	return radix_sort(w->keys, w->keys + w->n_buf, w->n_buf, w->varying, w->radix_count);
 }
 
 static uint64_t row_first_ns(const struct mm_store_writer *w, const struct seg_order *order, size_t i)
@@ -271,12 +307,14 @@ int mm_store_writer_flush(struct mm_store_writer *w)
 		return 0;
 	order = order_by_time(w);
 	while (rc == 0 && start < w->n_buf) {
-		uint64_t part = row_first_ns(w, order, start) / w->opt.partition_ns;
+		uint64_t first = row_first_ns(w, order, start);
+		uint64_t part_start = first - first % w->opt.partition_ns;
 		size_t end = start + 1;
 		struct seg_rows rows;
 		struct cat_entry e;
 
-		while (end < w->n_buf && row_first_ns(w, order, end) / w->opt.partition_ns == part)
+		/* In order, so rows from start on are >= part_start: one subtraction a row, no division. */
+		while (end < w->n_buf && row_first_ns(w, order, end) - part_start < w->opt.partition_ns)
 			end++;
 		rows = (struct seg_rows){ order ? w->buf : w->buf + start, order ? order + start : NULL,
 					  end - start };
@@ -312,6 +350,44 @@ int mm_store_writer_poll(struct mm_store_writer *w)
 	return interval_passed(w) ? mm_store_writer_flush(w) : 0;
 }
 
+/* Rows copied before their keys are taken: a block stays in L1 between the two. */
+#define KEY_BLOCK 64
+
+/*
+ * Copies n flows (room checked) into the buffer and makes their sort keys
+ * from the copy while it is cached: the flush then needs no strided pass
+ * over the whole buffer to learn the order.
+ */
+static void buffer_flows(struct mm_store_writer *w, const struct mm_flow *flows, size_t n)
+{
+	if (w->n_buf == 0) {
+		w->oldest_arrival_ns = monotonic_ns();
+		w->in_order = true;
+		w->varying = 0;
+	}
+	for (size_t done = 0; done < n; done += KEY_BLOCK) {
+		size_t k = n - done < KEY_BLOCK ? n - done : KEY_BLOCK;
+		struct mm_flow *copy = w->buf + w->n_buf;
+		uint64_t base = w->n_buf ? w->buf[0].first_ns : flows[done].first_ns;
+		uint64_t prev = w->n_buf ? copy[-1].first_ns : base;
+		uint64_t varying = 0;
+		bool in_order = true;
+
+		memcpy(copy, flows + done, k * sizeof(*flows));
+		for (size_t i = 0; i < k; i++) {
+			uint64_t t = copy[i].first_ns;
+
+			w->keys[w->n_buf + i] = (struct seg_order){ t, (uint32_t)(w->n_buf + i) };
+			varying |= t ^ base;
+			in_order &= t >= prev;
+			prev = t;
+		}
+		w->varying |= varying;
+		w->in_order &= in_order;
+		w->n_buf += k;
+	}
+}
+
 int mm_store_writer_append(struct mm_store_writer *w, const struct mm_flow *flows, size_t n)
 {
 	while (n) {
@@ -322,10 +398,7 @@ int mm_store_writer_append(struct mm_store_writer *w, const struct mm_flow *flow
 			rc = mm_store_writer_flush(w);
 		if (rc < 0)
 			return rc;
-		if (w->n_buf == 0)
-			w->oldest_arrival_ns = monotonic_ns();
-		memcpy(w->buf + w->n_buf, flows, take * sizeof(*flows));
-		w->n_buf += take;
+		buffer_flows(w, flows, take);
 		w->stats.flows_appended += take;
 		flows += take;
 		n -= take;
@@ -364,8 +437,8 @@ int mm_store_writer_close(struct mm_store_writer *w)
 		rc = mm_store_writer_flush(w);
 	seg_builder_free(w->builder);
 	catalog_release(&w->cat);
-	free(w->buf);
-	free(w->keys);
+	buffer_free(w->buf, w->buf_rows * sizeof(*w->buf));
+	buffer_free(w->keys, 2 * w->buf_rows * sizeof(*w->keys));
 	if (w->lock_fd >= 0)
 		close(w->lock_fd);
 	free(w);
