@@ -3,7 +3,7 @@
  * format detection). The first byte picks the format. Every indicator a
  * loader accepts must be a valid prefix that formats and parses back to
  * itself, and the counts must add up. When the first byte is 4..7, the set
- * is also compiled (IPv4 run lists, nodes, tails) and the longest match at
+ * is also compiled (IPv4 run groups, run lists, nodes, tails) and the longest match at
  * every prefix boundary and its neighbours must equal a linear scan,
  * through the single and the batch call. Compiling maps the 64 MiB IPv6
  * table, ~1 s under ASan, so only one input in 64 pays for it.

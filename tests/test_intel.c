@@ -739,9 +739,13 @@ static size_t make_prefixes(struct mm_prefix *pfx, uint64_t *expires, size_t max
 			a.b[15] = (uint8_t)rnd();
 			len = v4 ? (unsigned)(29 + rnd() % 4) : (unsigned)(121 + rnd() % 8);
 		} else if (v4) {
-			/* Uneven weights: /16s holding few, some dozens and (with the crowded block) too many runs. */
+			/*
+			 * Uneven weights: /16s holding few runs (one-line run groups), a few dozen
+			 * (1.0/16, 192.168/16: groups of several lines), more than a group holds
+			 * (10.0/16: a run list) and, with the crowded block, too many for a list.
+			 */
 			static const uint32_t hot[] = { 0x0a000000, 0xc0a80000, 0xcb007100, 0x0a000000,
-							0xc0a80000, 0xcb007100, 0x0a000000, 0x01000000 };
+							0xc0a80000, 0x0a000000, 0x0a000000, 0x01000000 };
 			uint32_t base = hot[rnd() % 8], v = base | ((uint32_t)rnd() & 0xffff);
 
 			len = (unsigned)(8 + rnd() % 25);
@@ -765,7 +769,7 @@ static size_t make_prefixes(struct mm_prefix *pfx, uint64_t *expires, size_t max
 
 Test(lpm, differential_against_linear_scan)
 {
-	enum { N_PFX = 400, N_RANDOM = 1000000 };
+	enum { N_PFX = 500, N_RANDOM = 1000000 };
 	static struct mm_prefix pfx[N_PFX];
 	static uint64_t expires[N_PFX];
 	uint64_t now = 2000000000ull * MM_NS_PER_SEC;
@@ -782,18 +786,25 @@ Test(lpm, differential_against_linear_scan)
 	struct mm_intel_snap *snap = compile_snap(set, 0);
 	cr_assert(snap->n_dense > 0 && snap->n_compact > 0 && snap->n_tail > 0, "dense %zu compact %zu tail %zu",
 		  snap->n_dense, snap->n_compact, snap->n_tail);
-	/* IPv4 /16s of every form: one-line and longer run lists, a crowded /16 split into nodes, a tail. */
-	unsigned forms[4] = { 0 };
+	/*
+	 * IPv4 /16s of every form: run groups of one line and of several, a run
+	 * list, a crowded /16 split into nodes, and a /16 a shorter prefix covers
+	 * whole (its record packed beside the table entry).
+	 */
+	unsigned forms[5] = { 0 };
 	for (size_t i = 0; i < (size_t)1 << MMI_V4_TOP_BITS; i++) {
-		uint32_t e = snap->v4_top[i], tag = e >> MMI_TAG_SHIFT;
+		const struct mmi_v4top *t = &snap->v4_top[i];
+		uint32_t tag = t->e >> MMI_TAG_SHIFT;
 
-		forms[0] += tag == MMI_TAG_LIST && (e & 3) == 0;
-		forms[1] += tag == MMI_TAG_LIST && (e & 3) > 0;
-		forms[2] += tag == MMI_TAG_COMPACT || tag == MMI_TAG_DENSE;
-		forms[3] += tag == MMI_TAG_TAIL;
+		forms[0] += tag == MMI_TAG_GROUP && t->u.split[0] == 0xffff;
+		forms[1] += tag == MMI_TAG_GROUP && t->u.split[0] != 0xffff;
+		forms[2] += tag == MMI_TAG_LIST;
+		forms[3] += tag == MMI_TAG_COMPACT || tag == MMI_TAG_DENSE;
+		forms[4] += tag == MMI_TAG_LEAF && t->u.leaf.n != 0;
 	}
-	cr_assert(forms[0] && forms[1] && forms[2] && forms[3], "lists %u long lists %u split %u tails %u", forms[0],
-		  forms[1], forms[2], forms[3]);
+	cr_assert(forms[0] && forms[1] && forms[2] && forms[3] && forms[4],
+		  "one-line groups %u longer groups %u lists %u split %u packed leaves %u", forms[0], forms[1], forms[2],
+		  forms[3], forms[4]);
 
 	/* Every prefix boundary and its neighbours. */
 	for (size_t i = 0; i < n; i++) {
@@ -827,6 +838,52 @@ Test(lpm, differential_against_linear_scan)
 			if (k < 4)
 				check_against_naive(snap, pfx, expires, n, &batch[k], now);
 		}
+	}
+	mm_intel_snap_put(snap);
+	mm_intel_set_free(set);
+}
+
+/*
+ * A prefix named by more indicators than a packed record counts (65,535)
+ * is answered from the leaf table: a /16 it covers whole keeps no packed
+ * record, and a /16 it cuts is a run list instead of a run group.
+ */
+Test(lpm, prefixes_with_too_many_indicators_to_pack)
+{
+	static const struct {
+		const char *addr;
+		unsigned len, n;
+	} want[] = { { "10.0.5.5", 16, 70000 }, { "192.0.2.7", 32, 1 }, { "192.0.2.8", 24, 70000 },
+		     { "192.0.3.1", 0, 0 }, { "10.1.0.1", 0, 0 } };
+	struct mm_intel_set *set;
+	struct mm_intel_hit hits[5], hit;
+	struct mm_addr a[5];
+
+	cr_assert_eq(mm_intel_set_new(&set), 0);
+	for (unsigned i = 0; i < 2 * 70000 + 1; i++) {
+		struct mm_intel_indicator ind = { .kind = MM_INTEL_PREFIX, .source = "many" };
+		char id[32];
+
+		snprintf(id, sizeof(id), "id%u", i);
+		ind.id = id;
+		cr_assert_eq(mm_prefix_parse(&ind.prefix,
+					     i < 70000 ? "10.0.0.0/16" : i < 140000 ? "192.0.2.0/24" : "192.0.2.7", false),
+			     0);
+		cr_assert_eq(mm_intel_set_add(set, &ind), 0);
+	}
+	struct mm_intel_snap *snap = compile_snap(set, 0);
+	cr_assert_eq(snap->v4_top[0x0a00].e >> MMI_TAG_SHIFT, MMI_TAG_LEAF);
+	cr_assert_eq(snap->v4_top[0x0a00].u.leaf.n, 0); /* not packed */
+	cr_assert_eq(snap->v4_top[0xc000].e >> MMI_TAG_SHIFT, MMI_TAG_LIST);
+	for (unsigned i = 0; i < 5; i++)
+		a[i] = addr(want[i].addr);
+	cr_assert_eq(mm_intel_match_addrs(snap, a, 5, 0, hits), 3);
+	for (unsigned i = 0; i < 5; i++) {
+		cr_assert_eq(mm_intel_match_addr(snap, &a[i], 0, &hit), want[i].n != 0);
+		cr_assert_eq(hit.n, want[i].n, "%s", want[i].addr);
+		cr_assert_eq(hits[i].n, want[i].n, "%s", want[i].addr);
+		if (want[i].n)
+			cr_assert(hit.prefix.len == want[i].len && hits[i].prefix.len == want[i].len, "%s", want[i].addr);
 	}
 	mm_intel_snap_put(snap);
 	mm_intel_set_free(set);
@@ -899,78 +956,132 @@ Test(lpm, damaged_compiled_file_is_refused)
 	mm_intel_set_free(set);
 }
 
-/* The leaf lengths of a run list's values, and its keys (run starts - 1). */
-static void expect_runs(const union mmi_line *l, const uint16_t *keys, const unsigned *lens, unsigned n)
-{
-	const struct mmi_leaf *val = (const struct mmi_leaf *)&l[1];
-
-	for (unsigned i = 0; i < MMI_LIST_KEYS; i++)
-		cr_assert_eq(l[0].key[i], i + 1 < n ? keys[i] : 0xffff, "key %u", i);
-	for (unsigned i = 0; i < n; i++)
-		cr_assert_eq(val[i].n_len, lens[i] ? 1u << 8 | lens[i] : 0u, "run %u", i);
-}
-
-Test(lpm, run_list_layout_and_damage_refused)
+/* A copy of the compiled image of the list text, and where its sections lie. */
+static char *image_of(const char *text, const char *path, size_t *len)
 {
 	struct mm_intel_load_stats st;
-	struct mm_intel_set *set = load_text("l.txt", "10.1.2.3\n10.1.5.0/24\n10.1.5.7\n", MM_INTEL_FMT_LIST, &st);
+	struct mm_intel_set *set = load_text("l.txt", text, MM_INTEL_FMT_LIST, &st);
+
+	cr_assert_eq(mm_intel_compile(set, 0, path), 0, "%s", mm_last_error());
+	mm_intel_set_free(set);
+	return tu_read_file(path, len);
+}
+
+static uint64_t sec_off(const char *img, int sec)
+{
+	uint64_t off;
+
+	memcpy(&off, img + offsetof(struct mmi_header, sec[sec].off), 8);
+	return off;
+}
+
+Test(lpm, run_group_layout_and_damage_refused)
+{
 	char *dir = tu_tmpdir(), path[512];
 	struct mm_intel_snap *snap;
-	uint64_t v4_off, list_off;
-	uint32_t e, version = MMI_VERSION - 1;
+	uint32_t version = MMI_VERSION - 1;
 	size_t len;
 
 	snprintf(path, sizeof(path), "%s/x.mmi", dir);
-	cr_assert_eq(mm_intel_compile(set, 0, path), 0);
-	char *img = tu_read_file(path, &len), *orig = malloc(len);
+	char *img = image_of("10.1.2.3\n10.1.5.0/24\n10.1.5.7\n", path, &len), *orig = malloc(len);
 	memcpy(orig, img, len);
-	memcpy(&v4_off, img + offsetof(struct mmi_header, sec[MMI_SEC_V4_TOP].off), 8);
-	memcpy(&list_off, img + offsetof(struct mmi_header, sec[MMI_SEC_LIST].off), 8);
-	memcpy(&e, img + v4_off + 4 * 0x0a01, 4); /* 10.1.0.0/16 */
-	cr_assert_eq(e >> MMI_TAG_SHIFT, MMI_TAG_LIST);
-	cr_assert_eq(e & MMI_INDEX_MASK, 0u); /* the first list, one key line */
+	struct mmi_v4top *t = (struct mmi_v4top *)(img + sec_off(img, MMI_SEC_V4_TOP)) + 0x0a01; /* 10.1.0.0/16 */
+	struct mmi_gline *g = (struct mmi_gline *)(img + sec_off(img, MMI_SEC_GROUP));
+	cr_assert_eq(t->e >> MMI_TAG_SHIFT, MMI_TAG_GROUP);
+	cr_assert_eq(t->e & MMI_INDEX_MASK, 0u); /* the first group: one line, no splits */
+	for (unsigned k = 0; k < MMI_GROUP_MAX_LINES - 1; k++)
+		cr_assert_eq(t->u.split[k], 0xffff);
 	/* Runs: none, 10.1.2.3, none, 10.1.5.0/24, 10.1.5.7, 10.1.5.0/24 again, none. */
-	static const uint16_t keys[] = { 0x0202, 0x0203, 0x04ff, 0x0506, 0x0507, 0x05ff };
-	static const unsigned lens[] = { 0, 32, 0, 24, 32, 24, 0 };
-	union mmi_line *l = (union mmi_line *)(img + list_off);
-	expect_runs(l, keys, lens, 7);
+	static const uint16_t keys[] = { 0x0202, 0x0203, 0x04ff, 0x0506, 0x0507, 0x05ff, 0xffff, 0xffff };
+	static const unsigned lens[] = { 0, 32, 0, 24, 32, 24, 0, 0 };
+	for (unsigned k = 0; k < MMI_GROUP_RUNS; k++) {
+		cr_assert_eq(g->key[k], keys[k], "key %u", k);
+		cr_assert_eq(g->n[k], lens[k] ? 1u : 0u, "run %u", k);
+		cr_assert_eq(g->first_len[k] >> MMI_PACK_FIRST_BITS, lens[k], "run %u", k);
+	}
 
-	/* A value that is not its prefix's record (checksum resealed: validation must catch it). */
-	((struct mmi_leaf *)&l[1])[1].n_len += 1u << 8;
+	/* A count that is not its prefix's (checksum resealed: validation must catch it). */
+	g->n[1]++;
 	reseal(img);
 	refused_as(path, img, len, "damaged compiled file (IPv4 table)");
-	/* A list said to have four key lines, past the end of the list section. */
+	/* Splits naming more lines than the section holds. */
 	memcpy(img, orig, len);
-	e |= 3;
-	memcpy(img + v4_off + 4 * 0x0a01, &e, 4);
+	t->u.split[0] = 0;
 	reseal(img);
 	refused_as(path, img, len, "(IPv4 table)");
-	/* A run list in the IPv6 table, which answers by other bits. */
+	/* A last key that could count, sending the run past the line. */
 	memcpy(img, orig, len);
-	uint64_t v6_off;
-	memcpy(&v6_off, img + offsetof(struct mmi_header, sec[MMI_SEC_V6_TOP].off), 8);
-	e = MMI_TAG_LIST << MMI_TAG_SHIFT;
-	memcpy(img + v6_off, &e, 4);
+	g->key[MMI_GROUP_RUNS - 1] = 0;
+	reseal(img);
+	refused_as(path, img, len, "(IPv4 table)");
+	/* A packed leaf beside an entry that is not its record. */
+	memcpy(img, orig, len);
+	struct mmi_v4top *leaf = t + 1; /* 10.2.0.0/16: no match */
+	cr_assert_eq(leaf->e, 0u);
+	leaf->u.leaf.first_len = g->first_len[1];
+	leaf->u.leaf.n = g->n[1];
+	reseal(img);
+	refused_as(path, img, len, "(IPv4 table)");
+	/* A run group in the IPv6 table, which answers by other bits. */
+	memcpy(img, orig, len);
+	uint32_t e = MMI_TAG_GROUP << MMI_TAG_SHIFT;
+	memcpy(img + sec_off(img, MMI_SEC_V6_TOP), &e, 4);
 	reseal(img);
 	refused_as(path, img, len, "(IPv6 table)");
 	/* A changed confidence breaks no index, only the checksum. */
 	memcpy(img, orig, len);
-	uint64_t ind_off;
-	memcpy(&ind_off, img + offsetof(struct mmi_header, sec[MMI_SEC_IND].off), 8);
-	((struct mmi_ind *)(img + ind_off))[0].confidence ^= 1;
+	((struct mmi_ind *)(img + sec_off(img, MMI_SEC_IND)))[0].confidence ^= 1;
 	refused_as(path, img, len, "(checksum)");
 	/* Another format version is refused by name. */
 	memcpy(img, orig, len);
 	memcpy(img + offsetof(struct mmi_header, version), &version, 4);
 	cr_assert_eq(tu_write_file(path, img, len), 0);
 	cr_assert_eq(mm_intel_snap_open(path, &snap), MM_EUNSUP);
-	cr_assert(strstr(mm_last_error(), "format version 2, this build reads version 3"), "%s", mm_last_error());
+	cr_assert(strstr(mm_last_error(), "format version 3, this build reads version 4"), "%s", mm_last_error());
 	unlink(path);
 	rmdir(dir);
 	free(dir);
 	free(img);
 	free(orig);
-	mm_intel_set_free(set);
+}
+
+/* A /16 with more runs than a run group holds is a run list; its values are checked too. */
+Test(lpm, run_list_layout_and_damage_refused)
+{
+	char *dir = tu_tmpdir(), path[512], text[1024];
+	struct mm_intel_snap *snap;
+	struct mm_intel_hit hit;
+	size_t len, at = 0;
+
+	/* 40 hosts: 81 runs (none, host, none, ...), more than the 56 of a group. */
+	for (unsigned i = 0; i < 40; i++)
+		at += (size_t)snprintf(text + at, sizeof(text) - at, "10.2.%u.1\n", i);
+	snprintf(path, sizeof(path), "%s/x.mmi", dir);
+	char *img = image_of(text, path, &len);
+	uint32_t e;
+	memcpy(&e, img + sec_off(img, MMI_SEC_V4_TOP) + sizeof(struct mmi_v4top) * 0x0a02, 4);
+	cr_assert_eq(e >> MMI_TAG_SHIFT, MMI_TAG_LIST);
+	cr_assert_eq(e & MMI_INDEX_MASK, 2u); /* the first list, three key lines (80 keys) */
+	cr_assert_eq(mm_intel_snap_open(path, &snap), 0, "%s", mm_last_error());
+	for (unsigned i = 0; i < 40; i++) {
+		struct mm_addr a;
+
+		mm_addr_set_v4_u32(&a, 0x0a020001u | i << 8);
+		cr_assert_eq(mm_intel_match_addr(snap, &a, 0, &hit), 1);
+		cr_assert_eq(hit.prefix.len, 32);
+		mm_addr_set_v4_u32(&a, 0x0a020002u | i << 8);
+		cr_assert_eq(mm_intel_match_addr(snap, &a, 0, &hit), 0);
+	}
+	mm_intel_snap_put(snap);
+	/* Run 1 (10.2.0.1) is the first value after the three key lines. */
+	union mmi_line *l = (union mmi_line *)(img + sec_off(img, MMI_SEC_LIST));
+	((struct mmi_leaf *)&l[3])[1].n_len += 1u << 8;
+	reseal(img);
+	refused_as(path, img, len, "damaged compiled file (IPv4 table)");
+	unlink(path);
+	rmdir(dir);
+	free(dir);
+	free(img);
 }
 
 /* A compiled file of another format version is a stale cache: opening the store recompiles it. */

@@ -369,9 +369,10 @@ int main(int argc, char **argv)
 	unlink(path);
 	printf("set: %zu indicators, %zu distinct prefixes; compiled and mapped in %.2f s\n",
 	       mm_intel_snap_count(snap), mm_intel_snap_prefixes(snap), now_s() - t0);
-	printf("lookup structures: IPv4 table %.2f MiB, run lists %.1f MiB, IPv6 table %.0f MiB, nodes %.1f MiB, "
-	       "tails %.1f MiB, leaf records %.1f MiB\n",
-	       (double)(sizeof(uint32_t) << MMI_V4_TOP_BITS) / 1048576.0,
+	printf("lookup structures: IPv4 table %.2f MiB, run groups %.1f MiB, run lists %.1f MiB, IPv6 table %.0f MiB, "
+	       "nodes %.1f MiB, tails %.1f MiB, leaf records %.1f MiB\n",
+	       (double)(sizeof(struct mmi_v4top) << MMI_V4_TOP_BITS) / 1048576.0,
+	       (double)(snap->n_group * sizeof(struct mmi_gline)) / 1048576.0,
 	       (double)(snap->n_list * sizeof(union mmi_line)) / 1048576.0,
 	       (double)(sizeof(uint32_t) << MMI_V6_TOP_BITS) / 1048576.0,
 	       (double)(snap->n_compact * sizeof(struct mmi_compact) + snap->n_dense * sizeof(struct mmi_dense)) /

@@ -209,9 +209,9 @@ struct mm_intel_hit {
 /*
  * Longest-prefix match of a at time now_ns (indicators with expires_ns <=
  * now_ns are ignored; pass 0 to ignore expiry). Returns 1 and fills hit,
- * or 0 for no match. Bounded work: for IPv4 three reads (table, run list
- * keys and value) or at most four through a crowded /16, for IPv6 at most
- * 15, plus one per expired prefix skipped.
+ * or 0 for no match. Bounded work: for IPv4 two reads (table entry, run
+ * group line) for most /16s, at most four through a crowded one, for IPv6
+ * at most 15, plus one per expired prefix skipped.
  */
 int mm_intel_match_addr(const struct mm_intel_snap *snap, const struct mm_addr *a, uint64_t now_ns,
 			struct mm_intel_hit *hit);
@@ -226,8 +226,9 @@ int mm_intel_match_port(const struct mm_intel_snap *snap, uint8_t proto, uint16_
 			uint64_t now_ns, struct mm_intel_hit *hit);
 
 /*
- * Batch address match, the fast path: looks up n addresses with up to 32
- * in flight at once, their table reads overlapped (prefetched). hits[i].n
+ * Batch address match, the fast path: looks up n addresses as a software
+ * pipeline, each read prefetched dozens of lookups ahead so that the cache
+ * misses of many addresses overlap. hits[i].n
  * is 0 where a[i] matched nothing. Returns the number of addresses that
  * matched.
  */

@@ -3,8 +3,8 @@
  * sorted (prefixes by address then length), grouped into distinct
  * prefixes chained to their covering prefix, and the prefixes are
  * leaf-pushed into multibit tables: IPv4 a direct 2^16 table whose /16
- * blocks are run lists (at most 129 runs) or, when crowded, 8-bit nodes per
- * byte; IPv6 a 2^24 table then 8-bit nodes per byte. A node with at most 11
+ * blocks are run groups (at most 56 runs, 8 to a line), run lists (at most
+ * 129 runs) or, when crowded, 8-bit nodes per byte; IPv6 a 2^24 table then 8-bit nodes per byte. A node with at most 11
  * runs of equal entries is stored compact (one cache line), else dense (256
  * entries); a block holding one prefix is a tail.
  */
@@ -42,8 +42,9 @@ struct compiler {
 	const struct mm_intel_set *set;
 	struct intel_rec **recs; /* kept records, sorted */
 	size_t n_recs;
-	struct vec pfx, asn, port, src, ind, compact, dense, tail, leaf, list;
-	uint32_t *v4_top, *v6_top;
+	struct vec pfx, asn, port, src, ind, compact, dense, tail, leaf, list, group;
+	struct mmi_v4top *v4_top;
+	uint32_t *v4_slot, *v6_top; /* v4_slot: the IPv4 entries as fill_level writes them */
 	bool nomem;
 };
 
@@ -255,7 +256,8 @@ static unsigned pfx_bits128(const struct mmi_pfx *p)
 
 static uint32_t build_node(struct compiler *c, const struct mmi_pfx *pfx, size_t lo, size_t hi, unsigned d,
 			   uint32_t def);
-static uint32_t build_block16(struct compiler *c, const struct mmi_pfx *pfx, size_t lo, size_t hi, uint32_t def);
+static uint32_t build_block16(struct compiler *c, const struct mmi_pfx *pfx, size_t lo, size_t hi, uint32_t def,
+			      uint32_t slot);
 
 /* The leaf record of a leaf entry (prefix index + 1; 0: no match, all zero). */
 static struct mmi_leaf leaf_of(const struct mmi_pfx *pfx, uint32_t e)
@@ -292,8 +294,8 @@ static uint32_t build_tail(struct compiler *c, const struct mmi_pfx *pfx, size_t
  * Leaf-pushes prefixes lo..hi (all inside the block at depth d) into the
  * 2^stride slots. Sorted order writes a covering prefix before the ones it
  * covers, so the last write to a slot is its longest match. With lists set
- * (the IPv4 /16 table) a slot holding several longer prefixes becomes a run
- * list where they fit one.
+ * (the IPv4 /16 table) a slot holding longer prefixes becomes a run group
+ * or a run list where they fit one.
  */
 static void fill_level(struct compiler *c, uint32_t *slots, unsigned stride, const struct mmi_pfx *pfx, size_t lo,
 		       size_t hi, unsigned d, bool lists)
@@ -315,8 +317,8 @@ static void fill_level(struct compiler *c, uint32_t *slots, unsigned stride, con
 
 			while (j < hi && slot_of(pfx[j].addr, d, stride) == slot)
 				j++;
-			slots[slot] = j - i == 1 ? build_tail(c, pfx, i, slots[slot])
-				      : lists	 ? build_block16(c, pfx, i, j, slots[slot])
+			slots[slot] = lists	 ? build_block16(c, pfx, i, j, slots[slot], slot)
+				      : j - i == 1 ? build_tail(c, pfx, i, slots[slot])
 						 : build_node(c, pfx, i, j, d + stride, slots[slot]);
 			i = j;
 		}
@@ -422,16 +424,67 @@ static void block16_runs(const struct mmi_pfx *pfx, size_t lo, size_t hi, uint32
 	}
 }
 
-/* An IPv4 /16 holding several longer prefixes: a run list, or 8-bit nodes when it is crowded. */
-static uint32_t build_block16(struct compiler *c, const struct mmi_pfx *pfx, size_t lo, size_t hi, uint32_t def)
+/*
+ * A run group: runs packed 8 to a line with their answers, the lines'
+ * splits (the start - 1 of each line's first run) kept in the IPv4 table
+ * entry. False when some answer does not pack.
+ */
+static bool build_group(struct compiler *c, const struct mmi_pfx *pfx, const struct runs *r, uint32_t slot,
+			uint32_t *entry)
+{
+	unsigned lines = (r->n + MMI_GROUP_RUNS - 1) / MMI_GROUP_RUNS;
+	uint32_t first_len[MMI_GROUP_RUNS * MMI_GROUP_MAX_LINES];
+	uint16_t count[MMI_GROUP_RUNS * MMI_GROUP_MAX_LINES];
+	struct mmi_v4top *top = &c->v4_top[slot];
+	size_t first = c->group.n;
+
+	for (unsigned k = 0; k < r->n; k++)
+		if (!mmi_leaf_pack(leaf_of(pfx, r->val[k]), &first_len[k], &count[k]))
+			return false;
+	for (unsigned i = 0; i < lines; i++) {
+		struct mmi_gline *l = vec_push(&c->group);
+
+		if (!l) {
+			c->nomem = true;
+			*entry = 0;
+			return true;
+		}
+		memset(l, 0, sizeof(*l));
+		memset(l->key, 0xff, sizeof(l->key));
+	}
+	struct mmi_gline *l = (struct mmi_gline *)c->group.p + first;
+	memset(top->u.split, 0xff, sizeof(top->u.split));
+	for (unsigned k = 0; k < r->n; k++) {
+		unsigned line = k / MMI_GROUP_RUNS, run = k % MMI_GROUP_RUNS;
+
+		if (run)
+			l[line].key[run - 1] = (uint16_t)(r->start[k] - 1);
+		else if (line)
+			top->u.split[line - 1] = (uint16_t)(r->start[k] - 1);
+		l[line].first_len[run] = first_len[k];
+		l[line].n[run] = count[k];
+	}
+	*entry = MMI_TAG_GROUP << MMI_TAG_SHIFT | (uint32_t)first;
+	return true;
+}
+
+/*
+ * An IPv4 /16 holding longer prefixes: a run group, a run list when it has
+ * too many runs for a group, or 8-bit nodes when it is crowded.
+ */
+static uint32_t build_block16(struct compiler *c, const struct mmi_pfx *pfx, size_t lo, size_t hi, uint32_t def,
+			      uint32_t slot)
 {
 	struct runs r;
 	unsigned n, key_lines, val_lines;
+	uint32_t entry;
 	size_t first;
 
 	block16_runs(pfx, lo, hi, def, &r);
 	if (r.over)
 		return build_node(c, pfx, lo, hi, 112, def);
+	if (r.n <= MMI_GROUP_RUNS * MMI_GROUP_MAX_LINES && build_group(c, pfx, &r, slot, &entry))
+		return entry;
 	n = r.n;
 	key_lines = n > 1 ? (n - 1 + MMI_LIST_KEYS - 1) / MMI_LIST_KEYS : 1;
 	val_lines = (n + 7) / 8;
@@ -458,9 +511,10 @@ static int build_tables(struct compiler *c)
 	const struct mmi_pfx *pfx = c->pfx.p;
 	size_t n_v4 = 0;
 
-	c->v4_top = calloc((size_t)1 << MMI_V4_TOP_BITS, sizeof(uint32_t));
+	c->v4_top = calloc((size_t)1 << MMI_V4_TOP_BITS, sizeof(*c->v4_top));
+	c->v4_slot = calloc((size_t)1 << MMI_V4_TOP_BITS, sizeof(uint32_t));
 	c->v6_top = calloc((size_t)1 << MMI_V6_TOP_BITS, sizeof(uint32_t));
-	if (!c->v4_top || !c->v6_top)
+	if (!c->v4_top || !c->v4_slot || !c->v6_top)
 		return mm_fail(MM_ENOMEM, "intel: lookup tables");
 	/* IPv4 prefixes sort first (cmp_rec). */
 	for (; n_v4 < c->pfx.n; n_v4++) {
@@ -470,11 +524,20 @@ static int build_tables(struct compiler *c)
 		if (!mm_addr_is_v4(&a))
 			break;
 	}
-	fill_level(c, c->v4_top, MMI_V4_TOP_BITS, pfx, 0, n_v4, 96, true);
+	fill_level(c, c->v4_slot, MMI_V4_TOP_BITS, pfx, 0, n_v4, 96, true);
 	fill_level(c, c->v6_top, MMI_V6_TOP_BITS, pfx, n_v4, c->pfx.n, 0, false);
 	if (c->nomem || c->compact.n > MMI_INDEX_MASK || c->dense.n > MMI_INDEX_MASK || c->tail.n > MMI_INDEX_MASK ||
-	    c->list.n > MMI_INDEX_MASK >> 2)
+	    c->list.n > MMI_INDEX_MASK >> 2 || c->group.n > MMI_INDEX_MASK)
 		return mm_fail(MM_ENOMEM, "intel: lookup nodes");
+	/* A leaf entry carries its record packed where it fits (build_group filled the groups' splits). */
+	for (size_t i = 0; i < (size_t)1 << MMI_V4_TOP_BITS; i++) {
+		uint32_t e = c->v4_slot[i];
+
+		c->v4_top[i].e = e;
+		if (e >> MMI_TAG_SHIFT == MMI_TAG_LEAF &&
+		    !mmi_leaf_pack(leaf_of(pfx, e), &c->v4_top[i].u.leaf.first_len, &c->v4_top[i].u.leaf.n))
+			memset(&c->v4_top[i].u, 0, sizeof(c->v4_top[i].u));
+	}
 	for (size_t i = 0; i < c->pfx.n; i++) {
 		struct mmi_leaf *l = vec_push(&c->leaf);
 
@@ -539,6 +602,7 @@ int intel_write_image(int fd, const struct mm_intel_set *set, uint64_t now_ns, c
 	c.tail.size = sizeof(struct mmi_tail);
 	c.leaf.size = sizeof(struct mmi_leaf);
 	c.list.size = sizeof(union mmi_line);
+	c.group.size = sizeof(struct mmi_gline);
 	c.recs = malloc((set->n_recs ? set->n_recs : 1) * sizeof(*c.recs));
 	if (!c.recs) {
 		rc = mm_fail(MM_ENOMEM, "intel: compiling %zu indicators", set->n_recs);
@@ -561,13 +625,14 @@ int intel_write_image(int fd, const struct mm_intel_set *set, uint64_t now_ns, c
 		[MMI_SEC_PORT] = { c.port.p, c.port.n, sizeof(struct mmi_key) },
 		[MMI_SEC_SRC] = { c.src.p, c.src.n, sizeof(struct mmi_src) },
 		[MMI_SEC_STR] = { set->pool, set->pool_len, 1 },
-		[MMI_SEC_V4_TOP] = { c.v4_top, (size_t)1 << MMI_V4_TOP_BITS, sizeof(uint32_t) },
+		[MMI_SEC_V4_TOP] = { c.v4_top, (size_t)1 << MMI_V4_TOP_BITS, sizeof(struct mmi_v4top) },
 		[MMI_SEC_V6_TOP] = { c.v6_top, (size_t)1 << MMI_V6_TOP_BITS, sizeof(uint32_t) },
 		[MMI_SEC_COMPACT] = { c.compact.p, c.compact.n, sizeof(struct mmi_compact) },
 		[MMI_SEC_DENSE] = { c.dense.p, c.dense.n, sizeof(struct mmi_dense) },
 		[MMI_SEC_TAIL] = { c.tail.p, c.tail.n, sizeof(struct mmi_tail) },
 		[MMI_SEC_LEAF] = { c.leaf.p, c.leaf.n, sizeof(struct mmi_leaf) },
 		[MMI_SEC_LIST] = { c.list.p, c.list.n, sizeof(union mmi_line) },
+		[MMI_SEC_GROUP] = { c.group.p, c.group.n, sizeof(struct mmi_gline) },
 	};
 	memset(&h, 0, sizeof(h));
 	memcpy(h.magic, MMI_MAGIC, 8);
@@ -610,7 +675,9 @@ out:
 	free(c.tail.p);
 	free(c.leaf.p);
 	free(c.list.p);
+	free(c.group.p);
 	free(c.v4_top);
+	free(c.v4_slot);
 	free(c.v6_top);
 	return rc;
 }

@@ -62,7 +62,7 @@ int intel_load_stix(struct intel_load *ld, const char *buf, size_t len);
 /* ---- the compiled file ---- */
 
 #define MMI_MAGIC "MMINTEL1"
-#define MMI_VERSION 3u /* 3: IPv4 2^16 table and run lists, 32-byte tails */
+#define MMI_VERSION 4u /* 4: 16-byte IPv4 table entries and one-line run groups; 3 had run lists only */
 
 /* Tagged LPM table entry: the top three bits say what the rest is. */
 #define MMI_TAG_SHIFT 29
@@ -71,6 +71,7 @@ int intel_load_stix(struct intel_load *ld, const char *buf, size_t len);
 #define MMI_TAG_DENSE 2u   /* rest: dense node index */
 #define MMI_TAG_TAIL 3u    /* rest: tail index */
 #define MMI_TAG_LIST 4u    /* rest: first line of a run list << 2 | its key lines - 1 (IPv4 table only) */
+#define MMI_TAG_GROUP 5u   /* rest: first line of a run group (IPv4 table only) */
 #define MMI_INDEX_MASK ((1u << MMI_TAG_SHIFT) - 1)
 
 #define MMI_V4_TOP_BITS 16
@@ -78,6 +79,8 @@ int intel_load_stix(struct intel_load *ld, const char *buf, size_t len);
 #define MMI_COMPACT_MAX 11 /* entries a compact node holds */
 #define MMI_LIST_KEYS 32   /* keys in one 64-byte line of a run list */
 #define MMI_LIST_MAX_LINES 4 /* key lines of a run list: at most 128 keys, 129 runs */
+#define MMI_GROUP_RUNS 8      /* runs in one line of a run group */
+#define MMI_GROUP_MAX_LINES 7 /* lines of a run group: the splits an IPv4 table entry holds, plus one */
 
 /*
  * An 8-bit stride node with at most 11 runs of equal entries: run i covers
@@ -101,6 +104,71 @@ struct mmi_leaf {
 	uint32_t first;
 	uint32_t n_len; /* n << 8 | prefix length (family terms) */
 };
+
+/*
+ * A leaf record packed into 48 bits, so that eight fit in a cache line
+ * beside their keys: first indicator (26 bits: MM_INTEL_INDICATORS_MAX is
+ * 2^26) and prefix length (6 bits) in one word, the indicator count (16
+ * bits; a prefix named by more indicators is not packed, and its /16 uses
+ * the other forms) in another. Count 0 (and all zero): no match.
+ */
+#define MMI_PACK_FIRST_BITS 26
+
+static inline bool mmi_leaf_pack(struct mmi_leaf l, uint32_t *first_len, uint16_t *n)
+{
+	uint32_t count = l.n_len >> 8, len = l.n_len & 0xff;
+
+	if (count > 0xffff || len > 63 || l.first >> MMI_PACK_FIRST_BITS)
+		return false;
+	*first_len = count ? l.first | len << MMI_PACK_FIRST_BITS : 0;
+	*n = (uint16_t)count;
+	return true;
+}
+
+static inline struct mmi_leaf mmi_leaf_unpack(uint32_t first_len, uint16_t n)
+{
+	struct mmi_leaf l = { first_len & ((1u << MMI_PACK_FIRST_BITS) - 1),
+			      (uint32_t)n << 8 | first_len >> MMI_PACK_FIRST_BITS };
+
+	return l;
+}
+
+/*
+ * An IPv4 table entry: a tagged entry and 12 bytes beside it. For a run
+ * group (MMI_TAG_GROUP) they are the group's line splits: the line of
+ * address x (its low 16 bits) is the number of splits < x (0xffff pads,
+ * it never counts). For a leaf they hold its record packed (all zero when
+ * the record does not pack or there is no match), so an address in a /16
+ * that no longer prefix cuts is answered by this entry alone. Other tags
+ * leave them zero. 2^16 entries: 1 MiB, mostly in the L2 cache.
+ */
+struct mmi_v4top {
+	uint32_t e;
+	union {
+		uint16_t split[MMI_GROUP_MAX_LINES - 1];
+		struct {
+			uint32_t first_len;
+			uint16_t n;
+			uint16_t zero[3];
+		} leaf;
+	} u;
+};
+
+/*
+ * A line of a run group: up to 8 runs of an IPv4 /16, keys and packed
+ * answers together, so that a lookup reads the table entry (near) and this
+ * one line (far) and nothing else. The run of x within the line is the
+ * number of keys < x (run starts - 1; 0xffff pads, and key[7] is always
+ * padding so the count stays below 8).
+ */
+struct mmi_gline {
+	uint16_t key[MMI_GROUP_RUNS];
+	uint32_t first_len[MMI_GROUP_RUNS];
+	uint16_t n[MMI_GROUP_RUNS];
+};
+
+_Static_assert(sizeof(struct mmi_v4top) == 16, "four IPv4 table entries to a cache line");
+_Static_assert(sizeof(struct mmi_gline) == 64, "a run group line is one cache line");
 
 /*
  * A run list: the answers for one IPv4 /16 as runs of equal leaf records
@@ -181,6 +249,7 @@ enum mmi_section {
 	MMI_SEC_TAIL,
 	MMI_SEC_LEAF,
 	MMI_SEC_LIST,
+	MMI_SEC_GROUP,
 	MMI_N_SECTIONS
 };
 
@@ -228,14 +297,16 @@ struct mm_intel_snap {
 	const struct mmi_key *asn, *port;
 	const struct mmi_src *src;
 	const char *str;
-	const uint32_t *v4_top, *v6_top;
+	const struct mmi_v4top *v4_top;
+	const uint32_t *v6_top;
 	const struct mmi_compact *compact;
 	const struct mmi_dense *dense;
 	const struct mmi_tail *tail;
 	const struct mmi_leaf *leaf;
 	const union mmi_line *list;
+	const struct mmi_gline *group;
 	uint64_t next_expiry_ns;
-	size_t n_ind, n_pfx, n_asn, n_port, n_src, str_len, n_compact, n_dense, n_tail, n_list;
+	size_t n_ind, n_pfx, n_asn, n_port, n_src, str_len, n_compact, n_dense, n_tail, n_list, n_group;
 };
 
 #endif
