@@ -146,6 +146,39 @@ Test(hash, key_changes_every_output)
 		cr_assert_neq(mm_siphash13(&k1, msg, len), mm_siphash13(&k1, msg, len - 1), "len %zu", len);
 }
 
+/*
+ * The four-lane forms (vector code on CPUs with AVX2) must give each
+ * lane the one-input function's value: every length 0..40, so each tail
+ * length and word count is covered, and different data in every lane.
+ */
+Test(hash, four_lane_forms_equal_one_input_forms)
+{
+	struct mm_hash_key key;
+	uint8_t msg[4][40];
+	const void *data[4] = { msg[0], msg[1], msg[2], msg[3] };
+	uint64_t m0[4], m1[4], out[4];
+
+	srand(11);
+	for (int round = 0; round < 20; round++) {
+		cr_assert_eq(mm_hash_key_random(&key), 0);
+		for (size_t i = 0; i < 4; i++) {
+			for (size_t j = 0; j < sizeof(msg[i]); j++)
+				msg[i][j] = (uint8_t)rand();
+			m0[i] = (uint64_t)rand() << 40 ^ (uint64_t)rand() << 20 ^ (uint64_t)rand();
+			m1[i] = (uint64_t)rand() << 40 ^ (uint64_t)rand() << 20 ^ (uint64_t)rand();
+		}
+		for (size_t len = 0; len <= sizeof(msg[0]); len++) {
+			mm_siphash13_x4(&key, data, len, out);
+			for (size_t i = 0; i < 4; i++)
+				cr_assert_eq(out[i], mm_siphash13(&key, msg[i], len), "len %zu lane %zu",
+					     len, i);
+		}
+		mm_siphash13_16x4(&key, m0, m1, out);
+		for (size_t i = 0; i < 4; i++)
+			cr_assert_eq(out[i], mm_siphash13_16(&key, m0[i], m1[i]), "lane %zu", i);
+	}
+}
+
 Test(timefmt, format_iso_and_epoch)
 {
 	char buf[MM_TIME_STRLEN];

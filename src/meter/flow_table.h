@@ -130,6 +130,23 @@ void flow_table_free(struct flow_table *t);
 
 uint64_t flow_table_hash(const struct flow_table *t, const struct ft_key *key);
 
+/*
+ * A lookup in flight, for batches: the key, its flow_table_hash, and the
+ * entry a prefetch found under the hash (FT_NONE if none), see
+ * flow_table_prefetch_entry.
+ */
+struct ft_lookup {
+	struct ft_key key;
+	uint64_t hash;
+	uint32_t cand;
+};
+
+/*
+ * Sets the hash of n lookups (the values of flow_table_hash) and
+ * prefetches their index slots. IPv4 keys are hashed four at a time, and
+ * so are IPv6 keys (mm_siphash13_16x4, mm_siphash13_x4).
+ */
+void flow_table_hash_batch(const struct flow_table *t, struct ft_lookup *const *lu, size_t n);
 
 /* Index of the entry with key, or FT_NONE. Work: one probe run. */
 uint32_t flow_table_find(const struct flow_table *t, const struct ft_key *key, uint64_t hash);

@@ -62,10 +62,8 @@ static const uint16_t udp_server_ports[] = {
 };
 
 struct layer_key {
-	struct ft_key key;
-	uint64_t hash;
-	uint32_t cand;  /* entry the prefetch stage found under the hash's tag, or FT_NONE */
-	uint8_t from_a; /* the packet's source is key endpoint a */
+	struct ft_lookup lu; /* cand: the entry the prefetch stage found, or FT_NONE */
+	uint8_t from_a;      /* the packet's source is key endpoint a */
 };
 
 struct mm_meter {
@@ -91,7 +89,7 @@ struct mm_meter {
 	uint8_t batch_ntp_mode[METER_BATCH];
 	struct mm_pkt batch[METER_BATCH];
 	struct layer_key batch_keys[METER_BATCH][MM_ENCAP_MAX + 1];
-	struct layer_key *batch_list[METER_BATCH * (MM_ENCAP_MAX + 1)]; /* the batch's keys in use */
+	struct ft_lookup *batch_list[METER_BATCH * (MM_ENCAP_MAX + 1)]; /* the batch's keys in use */
 };
 
 void mm_meter_config_default(struct mm_meter_config *cfg)
@@ -313,18 +311,18 @@ static void build_key(uint16_t vlan, const struct mm_pkt_ip *ip, struct layer_ke
 	equal = (sh == dh) & (sl == dl);
 	from_a = one_way | less | (equal & (sport <= dport));
 	lk->from_a = from_a;
-	lk->cand = FT_NONE;
+	lk->lu.cand = FT_NONE;
 	for (size_t i = 0; i < 2; i++) {
 		w[i] = select64(from_a, addr_word(&ip->src, i), addr_word(&ip->dst, i));
 		w[2 + i] = select64(from_a, addr_word(&ip->dst, i), addr_word(&ip->src, i));
 	}
-	memcpy(lk->key.a.b, w, 16);
-	memcpy(lk->key.b.b, w + 2, 16);
-	lk->key.port_a = (uint16_t)select64(from_a, sport, dport);
-	lk->key.port_b = (uint16_t)select64(from_a, dport, sport);
-	lk->key.vlan = vlan;
-	lk->key.proto = ip->proto;
-	lk->key.one_way = one_way;
+	memcpy(lk->lu.key.a.b, w, 16);
+	memcpy(lk->lu.key.b.b, w + 2, 16);
+	lk->lu.key.port_a = (uint16_t)select64(from_a, sport, dport);
+	lk->lu.key.port_b = (uint16_t)select64(from_a, dport, sport);
+	lk->lu.key.vlan = vlan;
+	lk->lu.key.proto = ip->proto;
+	lk->lu.key.one_way = one_way;
 }
 
 /* Layers that get a flow: up to and including the first fragment, which is tracked instead. */
@@ -340,29 +338,16 @@ static unsigned counted_layers(const struct mm_pkt *p)
  * Builds the keys of the packet's layers that get a flow (not a fragment)
  * into keys, and appends pointers to them to list; returns how many.
  */
-static size_t build_keys(const struct mm_pkt *p, struct layer_key *keys, struct layer_key **list)
+static size_t build_keys(const struct mm_pkt *p, struct layer_key *keys, struct ft_lookup **list)
 {
 	unsigned n = counted_layers(p);
 	size_t k = 0;
 
 	for (unsigned i = 0; i < n && p->ip[i].frag == MM_FRAG_NONE; i++) {
 		build_key(p->vlan, &p->ip[i], &keys[i]);
-		list[k++] = &keys[i];
+		list[k++] = &keys[i].lu;
 	}
 	return k;
-}
-
-/*
- * Hashes the listed keys and prefetches their index slots. A loop of
- * nothing but hashing lets the CPU overlap consecutive SipHash chains,
- * which are independent but each one long and serial.
- */
-static void hash_keys(struct mm_meter *m, struct layer_key **list, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		list[i]->hash = flow_table_hash(m->flows, &list[i]->key);
-		flow_table_prefetch_slot(m->flows, list[i]->hash);
-	}
 }
 
 /* ---- export ------------------------------------------------------------- */
@@ -572,7 +557,7 @@ static uint32_t create_flow(struct mm_meter *m, uint64_t ts_ns, const struct mm_
 	uint8_t reason;
 	bool flip;
 
-	while (flow_table_insert(m->flows, &lk->key, lk->hash, &idx) < 0)
+	while (flow_table_insert(m->flows, &lk->lu.key, lk->lu.hash, &idx) < 0)
 		if (!evict_one(m))
 			return FT_NONE;
 	e = flow_table_entry(m->flows, idx);
@@ -713,7 +698,7 @@ static uint64_t account_layer(struct mm_meter *m, uint64_t ts_ns, const struct m
 			      const struct layer_key *lk, uint64_t parent, uint8_t flow_flags,
 			      uint8_t ntp_mode)
 {
-	uint32_t idx = flow_table_find_from(m->flows, &lk->key, lk->hash, lk->cand);
+	uint32_t idx = flow_table_find_from(m->flows, &lk->lu.key, lk->lu.hash, lk->lu.cand);
 	struct ft_entry *e;
 
 	if (idx == FT_NONE || ends_before_packet(m, idx, ip)) {
@@ -739,7 +724,7 @@ static bool account_fragment(struct mm_meter *m, uint64_t ts_ns, uint16_t vlan,
 		return true;
 	case FRAG_DONE:
 		build_key(vlan, &whole, &lk);
-		lk.hash = flow_table_hash(m->flows, &lk.key);
+		lk.lu.hash = flow_table_hash(m->flows, &lk.lu.key);
 		account_layer(m, ts_ns, &whole, &lk, parent, MM_FLOW_FRAGMENTS, 0);
 		return true;
 	case FRAG_REFUSED:
@@ -781,9 +766,9 @@ static void account_packet(struct mm_meter *m, uint64_t ts_ns, uint32_t wire_len
 void meter_account(struct mm_meter *m, uint64_t ts_ns, uint32_t wire_len, const struct mm_pkt *pkt)
 {
 	struct layer_key keys[MM_ENCAP_MAX + 1];
-	struct layer_key *list[MM_ENCAP_MAX + 1];
+	struct ft_lookup *list[MM_ENCAP_MAX + 1];
 
-	hash_keys(m, list, build_keys(pkt, keys, list));
+	flow_table_hash_batch(m->flows, list, build_keys(pkt, keys, list));
 	account_packet(m, ts_ns, wire_len, MM_ANOM_NONE, pkt, keys, 0);
 	flush_sink(m);
 }
@@ -836,7 +821,7 @@ void mm_meter_packets(struct mm_meter *m, const struct mm_raw_packet *pkts, size
 			m->batch_ntp_mode[i] = ntp_mode_of(m, r, &m->batch[i]);
 			n_keys += build_keys(&m->batch[i], m->batch_keys[i], m->batch_list + n_keys);
 		}
-		hash_keys(m, m->batch_list, n_keys);
+		flow_table_hash_batch(m->flows, m->batch_list, n_keys);
 		for (size_t i = 0; i < n_keys; i++)
 			m->batch_list[i]->cand =
 				flow_table_prefetch_entry(m->flows, m->batch_list[i]->hash);
