@@ -98,7 +98,7 @@ static int beacon_init(struct mm_detect *d, size_t mem)
 	s->recent_mask = 1023;
 	while ((s->recent_mask + 1) * 2 * sizeof(*s->recent) <= mem / 8)
 		s->recent_mask = s->recent_mask * 2 + 1;
-	s->recent = det_state_alloc((s->recent_mask + 1) * sizeof(*s->recent));
+	s->recent = mm_bigmem_alloc((s->recent_mask + 1) * sizeof(*s->recent));
 	if (!s->recent)
 		return mm_fail(MM_ENOMEM, "detect: beacon first-connection slots");
 	d->stats.memory_used += (s->recent_mask + 1) * sizeof(*s->recent);
@@ -491,7 +491,7 @@ static void beacon_release(struct mm_detect *d)
 	struct beacon_state *s = d->state[MM_DET_BEACON];
 
 	det_table_release(&s->t);
-	det_state_free(s->recent, (s->recent_mask + 1) * sizeof(*s->recent));
+	mm_bigmem_free(s->recent, (s->recent_mask + 1) * sizeof(*s->recent));
 	det_cms_release(&s->seen);
 	det_table_release(&s->popular);
 	det_table_release(&s->fanout);

@@ -7,6 +7,7 @@
 #ifndef MAMORI_DETECT_INT_H
 #define MAMORI_DETECT_INT_H
 
+#include "mamori/bigmem.h"
 #include "mamori/detect.h"
 
 #include <stdbool.h>
@@ -16,10 +17,6 @@
 struct mm_intel_snap;
 
 /* --- capped hash table (table.c) ------------------------------------------ */
-
-/* Zeroed memory for large detector state, on huge pages where the kernel gives them; NULL when out of memory. */
-void *det_state_alloc(size_t bytes);
-void det_state_free(void *p, size_t bytes);
 
 /* Every table entry starts with this; hash 0 marks an empty slot. */
 struct det_hdr {

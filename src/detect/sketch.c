@@ -65,7 +65,7 @@ int det_cms_init(struct det_cms *c, size_t mem_bytes, unsigned depth)
 
 	while (width * 2 * depth * sizeof(uint32_t) <= mem_bytes && width < ((size_t)1 << 32))
 		width *= 2;
-	c->cell = det_state_alloc(width * depth * sizeof(uint32_t));
+	c->cell = mm_bigmem_alloc(width * depth * sizeof(uint32_t));
 	if (!c->cell)
 		return mm_fail(MM_ENOMEM, "detect: count-min sketch of %u x %zu", depth, width);
 	c->width_mask = width - 1;
@@ -76,7 +76,7 @@ int det_cms_init(struct det_cms *c, size_t mem_bytes, unsigned depth)
 void det_cms_release(struct det_cms *c)
 {
 	if (c->cell)
-		det_state_free(c->cell, (c->width_mask + 1) * c->depth * sizeof(uint32_t));
+		mm_bigmem_free(c->cell, (c->width_mask + 1) * c->depth * sizeof(uint32_t));
 	memset(c, 0, sizeof(*c));
 }
 

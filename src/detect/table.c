@@ -8,11 +8,11 @@
  */
 #include "detect/detect_int.h"
 
+#include "mamori/bigmem.h"
 #include "mamori/status.h"
 
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 /* Entries looked at when choosing what to evict. */
 #define EVICT_PROBE 16
@@ -39,25 +39,6 @@ static inline size_t dist(const struct det_table *t, size_t a, size_t b)
 	return b >= a ? b - a : b + t->cap - a;
 }
 
-void *det_state_alloc(size_t bytes)
-{
-	void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-
-	if (p == MAP_FAILED)
-		return NULL;
-	/* Best effort (the kernel may run transparent huge pages "madvise" only):
-	 * every flow touches random slots of tables of tens of MiB, and with
-	 * 4 KiB pages nearly every touch is also a TLB miss. */
-	(void)madvise(p, bytes, MADV_HUGEPAGE);
-	return p;
-}
-
-void det_state_free(void *p, size_t bytes)
-{
-	if (p)
-		munmap(p, bytes);
-}
-
 int det_table_init(struct det_table *t, size_t entry_size, size_t key_len, size_t mem_bytes,
 		   struct mm_detect *d, enum mm_detector owner)
 {
@@ -66,7 +47,7 @@ int det_table_init(struct det_table *t, size_t entry_size, size_t key_len, size_
 	memset(t, 0, sizeof(*t));
 	if (cap < 64)
 		cap = 64;
-	t->slots = det_state_alloc(cap * entry_size);
+	t->slots = mm_bigmem_alloc(cap * entry_size);
 	if (!t->slots)
 		return mm_fail(MM_ENOMEM, "detect: %s: %zu table entries of %zu bytes",
 			       mm_detector_name(owner), cap, entry_size);
@@ -84,7 +65,7 @@ int det_table_init(struct det_table *t, size_t entry_size, size_t key_len, size_
 
 void det_table_release(struct det_table *t)
 {
-	det_state_free(t->slots, t->cap * t->entry_size);
+	mm_bigmem_free(t->slots, t->cap * t->entry_size);
 	memset(t, 0, sizeof(*t));
 }
 

@@ -7,6 +7,7 @@
  */
 #include "store/store_int.h"
 
+#include "mamori/bigmem.h"
 #include "mamori/status.h"
 #include "mamori/timefmt.h"
 
@@ -15,7 +16,6 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -30,9 +30,9 @@ struct mm_store_writer {
 	int lock_fd;
 	struct catalog cat;
 	struct seg_builder *builder;
-	struct mm_flow *buf;        /* opt.flush_rows flows (buffer_alloc) */
+	struct mm_flow *buf;        /* opt.flush_rows flows (mm_bigmem_alloc) */
 	size_t n_buf, buf_rows;     /* flows buffered, and the room buf and keys were made for */
-	/* 2 x opt.flush_rows (buffer_alloc): a key per buffered flow, made as it is appended,
+	/* 2 x opt.flush_rows (mm_bigmem_alloc): a key per buffered flow, made as it is appended,
 	 * then the sort's second half. Sorting permutes keys[0..n_buf) but keeps each row once. */
 	struct seg_order *keys;
 	bool in_order;              /* the buffered flows arrived in first_ns order */
@@ -60,28 +60,6 @@ static uint64_t monotonic_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * MM_NS_PER_SEC + (uint64_t)ts.tv_nsec;
-}
-
-/*
- * The flow buffer and its sort keys: hundreds of MiB at the default flush
- * size, read in time order, i.e. at random rows. With 4 KiB pages nearly
- * every row read is also a TLB miss, so ask for huge pages (best effort:
- * the kernel may run transparent huge pages "madvise" only, or not at all).
- */
-static void *buffer_alloc(size_t bytes)
-{
-	void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-
-	if (p == MAP_FAILED)
-		return NULL;
-	(void)madvise(p, bytes, MADV_HUGEPAGE);
-	return p;
-}
-
-static void buffer_free(void *p, size_t bytes)
-{
-	if (p)
-		munmap(p, bytes);
 }
 
 static int check_options(const struct mm_store_writer_options *o)
@@ -183,8 +161,8 @@ int mm_store_writer_open(struct mm_store_writer **out, const char *dir,
 	if (rc < 0)
 		goto out;
 	w->buf_rows = w->opt.flush_rows;
-	w->buf = buffer_alloc(w->opt.flush_rows * sizeof(*w->buf));
-	w->keys = buffer_alloc(2 * w->opt.flush_rows * sizeof(*w->keys));
+	w->buf = mm_bigmem_alloc(w->opt.flush_rows * sizeof(*w->buf));
+	w->keys = mm_bigmem_alloc(2 * w->opt.flush_rows * sizeof(*w->keys));
 	if (!w->buf || !w->keys)
 		rc = mm_fail(MM_ENOMEM, "store: writer buffer of %" PRIu64 " flows", w->opt.flush_rows);
 out:
@@ -437,8 +415,8 @@ int mm_store_writer_close(struct mm_store_writer *w)
 		rc = mm_store_writer_flush(w);
 	seg_builder_free(w->builder);
 	catalog_release(&w->cat);
-	buffer_free(w->buf, w->buf_rows * sizeof(*w->buf));
-	buffer_free(w->keys, 2 * w->buf_rows * sizeof(*w->keys));
+	mm_bigmem_free(w->buf, w->buf_rows * sizeof(*w->buf));
+	mm_bigmem_free(w->keys, 2 * w->buf_rows * sizeof(*w->keys));
 	if (w->lock_fd >= 0)
 		close(w->lock_fd);
 	free(w);
